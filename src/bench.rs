@@ -1,0 +1,137 @@
+//! `hejob bench-ops`: the single-thread cost of every CKKS operation and the size of keys and
+//! ciphertexts, at realistic parameter sets. These numbers steer every packing decision.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::seal::{CkksParams, Client, Context, Evaluator, OpCounts, Result};
+
+/// The measured costs at one parameter set.
+#[derive(Debug, Serialize)]
+pub struct OpBench {
+    pub params: CkksParams,
+    pub max_bits_128: i32,
+    /// Median milliseconds per call, by operation name, at the top level.
+    pub ms: Vec<(String, f64)>,
+    pub ciphertext_bytes: usize,
+    pub galois_key_bytes_per_step: usize,
+    pub relin_key_bytes: usize,
+}
+
+/// The default parameter sets: each N with the depth it can hold at 128-bit security,
+/// 40-bit scale primes between a 60-bit first prime and a 60-bit special prime.
+pub fn default_params(n: u64) -> Result<CkksParams> {
+    let max = CkksParams::max_bits_128(n)?;
+    let data = ((max - 120) / 40).max(0) as usize;
+    let mut bits = vec![60];
+    bits.extend(std::iter::repeat_n(40, data));
+    bits.push(60);
+    Ok(CkksParams {
+        poly_modulus_degree: n,
+        coeff_modulus_bits: bits,
+        scale_bits: 40,
+    })
+}
+
+/// Runs every operation for at least `budget` (and at least 3 times) and reports the medians.
+pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
+    let ctx = Context::new(params)?;
+    let client = Client::new(ctx.clone())?;
+    let keys = client.evaluation_keys(&[1], true)?;
+    let relin_only = client.evaluation_keys(&[], true)?.to_bytes()?.len();
+    let galois_key_bytes_per_step = keys.to_bytes()?.len() - relin_only;
+    let ev = Evaluator::new(ctx.clone(), keys)?;
+    let counts = OpCounts::default();
+    let ops = ev.ops(&counts);
+    let (top, scale, slots) = (ctx.top_level(), params.scale(), ctx.slots());
+    let values: Vec<f64> = (0..slots).map(|i| (i % 100) as f64 / 100.0).collect();
+    let a = client.encrypt(&values, top, scale)?;
+    let b = client.encrypt(&values, top, scale)?;
+    let p = ops.encode(&values, top, scale)?;
+    let prod = ops.multiply(&a, &b)?;
+    let mut ms = Vec::new();
+    let mut time = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        ms.push((name.to_string(), median_ms(budget, f)?));
+        Ok(())
+    };
+    time("encode", &mut || ops.encode(&values, top, scale).map(drop))?;
+    time("encrypt", &mut || client.encrypt_plain(&p).map(drop))?;
+    time("decrypt+decode", &mut || client.decrypt(&a).map(drop))?;
+    time("add", &mut || ops.add(&a, &b).map(drop))?;
+    time("add_plain", &mut || ops.add_plain(&a, &p).map(drop))?;
+    time("multiply_plain", &mut || {
+        ops.multiply_plain(&a, &p).map(drop)
+    })?;
+    time("square", &mut || ops.square(&a).map(drop))?;
+    time("multiply", &mut || ops.multiply(&a, &b).map(drop))?;
+    time("relinearize", &mut || {
+        let mut c = prod.try_clone()?;
+        ops.relinearize(&mut c)
+    })?;
+    time("rescale", &mut || {
+        let mut c = a.try_clone()?;
+        ops.rescale(&mut c)
+    })?;
+    time("mod_switch", &mut || {
+        let mut c = a.try_clone()?;
+        ops.mod_switch_to(&mut c, top - 1)
+    })?;
+    time("rotate", &mut || ops.rotate(&a, 1).map(drop))?;
+    time("copy", &mut || a.try_clone().map(drop))?;
+    Ok(OpBench {
+        params: params.clone(),
+        max_bits_128: CkksParams::max_bits_128(params.poly_modulus_degree)?,
+        ms,
+        ciphertext_bytes: a.to_bytes()?.len(),
+        galois_key_bytes_per_step,
+        relin_key_bytes: relin_only,
+    })
+}
+
+fn median_ms(budget: Duration, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while samples.len() < 3 || start.elapsed() < budget {
+        let t = Instant::now();
+        f()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// Renders the results as one markdown table (operations as rows, N as columns).
+pub fn markdown(results: &[OpBench]) -> String {
+    let mut out = String::from("| operation (ms, 1 thread, top level) |");
+    for r in results {
+        out += &format!(
+            " N={} ({} primes, {} bits) |",
+            r.params.poly_modulus_degree,
+            r.params.coeff_modulus_bits.len(),
+            r.params.total_bits()
+        );
+    }
+    out += "\n|---|";
+    out += &"---:|".repeat(results.len());
+    out.push('\n');
+    let rows = results.first().map_or(0, |r| r.ms.len());
+    for i in 0..rows {
+        out += &format!("| {} |", results[0].ms[i].0);
+        for r in results {
+            out += &format!(" {:.3} |", r.ms[i].1);
+        }
+        out.push('\n');
+    }
+    let mut size_row = |name: &str, f: &dyn Fn(&OpBench) -> usize| {
+        out += &format!("| {name} (MB, serialized) |");
+        for r in results {
+            out += &format!(" {:.2} |", f(r) as f64 / 1e6);
+        }
+        out.push('\n');
+    };
+    size_row("fresh ciphertext", &|r| r.ciphertext_bytes);
+    size_row("Galois key, one step", &|r| r.galois_key_bytes_per_step);
+    size_row("relinearization key", &|r| r.relin_key_bytes);
+    out
+}

@@ -1,0 +1,10 @@
+//! The crate-level error: every module's error, each already naming its file, layer or operation.
+
+/// Any failure of an hejob command.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}

@@ -1,0 +1,11 @@
+//! hejob: privacy-preserving CNN inference over CKKS (Microsoft SEAL), run as an MPI batch job.
+
+// sealy builds and links SEAL's static libraries; `seal::ffi` declares the C API against them.
+extern crate sealy;
+
+pub mod bench;
+pub mod cli;
+mod error;
+pub mod seal;
+
+pub use error::Error;

@@ -1,0 +1,146 @@
+//! The client side: key generation, encryption and decryption. The secret key lives here and
+//! nowhere else; the server side only ever receives [`EvaluationKeys`] and ciphertexts.
+
+use std::collections::BTreeSet;
+use std::ffi::c_int;
+use std::sync::{Arc, Mutex};
+
+use super::ciphertext::Ciphertext;
+use super::context::Context;
+use super::encoder::{Encoder, Plaintext};
+use super::ffi;
+use super::handle::Handle;
+use super::keys::{normalize_step, EvaluationKeys, SwitchKeys};
+use super::{check, Result};
+
+/// A key owner: generates keys, encrypts inputs, decrypts results. Not `Clone`, and no method
+/// hands out the secret key.
+pub struct Client {
+    context: Arc<Context>,
+    keygen: Handle,
+    encoder: Encoder,
+    encryptor: Handle,
+    decryptor: Mutex<Handle>,
+}
+
+impl Client {
+    /// Generates a fresh secret key and public key for `context`.
+    pub fn new(context: Arc<Context>) -> Result<Self> {
+        // SAFETY: out-pointer constructors over live objects; the secret-key copy handed out by
+        // KeyGenerator_SecretKey is owned (and destroyed) by `secret` at the end of this scope.
+        let keygen = Handle::create("KeyGenerator::new", ffi::KeyGenerator_Destroy, |p| unsafe {
+            ffi::KeyGenerator_Create1(context.ptr(), p)
+        })?;
+        let secret = Handle::create(
+            "KeyGenerator::secret_key",
+            ffi::SecretKey_Destroy,
+            |p| unsafe { ffi::KeyGenerator_SecretKey(keygen.ptr(), p) },
+        )?;
+        let public = Handle::create(
+            "KeyGenerator::create_public_key",
+            ffi::PublicKey_Destroy,
+            |p| unsafe { ffi::KeyGenerator_CreatePublicKey(keygen.ptr(), false, p) },
+        )?;
+        let encryptor = Handle::create("Encryptor::new", ffi::Encryptor_Destroy, |p| unsafe {
+            ffi::Encryptor_Create(context.ptr(), public.ptr(), secret.ptr(), p)
+        })?;
+        let decryptor = Handle::create("Decryptor::new", ffi::Decryptor_Destroy, |p| unsafe {
+            ffi::Decryptor_Create(context.ptr(), secret.ptr(), p)
+        })?;
+        Ok(Self {
+            encoder: Encoder::new(context.clone())?,
+            context,
+            keygen,
+            encryptor,
+            decryptor: Mutex::new(decryptor),
+        })
+    }
+
+    /// The context the keys belong to.
+    pub fn context(&self) -> &Arc<Context> {
+        &self.context
+    }
+
+    /// Evaluation keys for exactly these rotation steps (any sign; normalised modulo the slot
+    /// count, step 0 needs no key) and, if `relin`, relinearization keys.
+    pub fn evaluation_keys(&self, steps: &[i64], relin: bool) -> Result<EvaluationKeys> {
+        let slots = self.context.slots();
+        let steps: BTreeSet<i32> = steps
+            .iter()
+            .map(|&s| normalize_step(s, slots))
+            .filter(|&s| s != 0)
+            .collect();
+        let relin = if relin {
+            // SAFETY: out-pointer constructor over the live key generator.
+            let h = Handle::create(
+                "KeyGenerator::create_relin_keys",
+                ffi::KSwitchKeys_Destroy,
+                |p| unsafe { ffi::KeyGenerator_CreateRelinKeys(self.keygen.ptr(), false, p) },
+            )?;
+            Some(SwitchKeys::from_handle(h))
+        } else {
+            None
+        };
+        let galois = if steps.is_empty() {
+            None
+        } else {
+            let mut raw: Vec<c_int> = steps.iter().copied().collect();
+            // SAFETY: SEAL reads `raw.len()` steps.
+            let h = Handle::create(
+                "KeyGenerator::create_galois_keys",
+                ffi::KSwitchKeys_Destroy,
+                |p| unsafe {
+                    ffi::KeyGenerator_CreateGaloisKeysFromSteps(
+                        self.keygen.ptr(),
+                        raw.len() as u64,
+                        raw.as_mut_ptr(),
+                        false,
+                        p,
+                    )
+                },
+            )?;
+            Some(SwitchKeys::from_handle(h))
+        };
+        Ok(EvaluationKeys {
+            relin,
+            galois,
+            steps,
+        })
+    }
+
+    /// Encodes `values` at `level` and `scale` and encrypts them with the public key.
+    pub fn encrypt(&self, values: &[f64], level: usize, scale: f64) -> Result<Ciphertext> {
+        let plain = self.encoder.encode(values, level, scale)?;
+        self.encrypt_plain(&plain)
+    }
+
+    /// Encrypts an already encoded plaintext.
+    pub fn encrypt_plain(&self, plain: &Plaintext) -> Result<Ciphertext> {
+        let ct = Ciphertext::empty(plain.level())?;
+        // SAFETY: live encryptor, plaintext and destination; global pool.
+        check("Encryptor::encrypt", unsafe {
+            ffi::Encryptor_Encrypt(
+                self.encryptor.ptr(),
+                plain.ptr(),
+                ct.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(ct)
+    }
+
+    /// Decrypts and decodes every slot.
+    pub fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<f64>> {
+        let plain = Plaintext::empty()?;
+        {
+            // A poisoned lock only means another thread panicked mid-call; the decryptor
+            // itself holds no partial state, so it stays usable.
+            let decryptor = self.decryptor.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: live decryptor (exclusively locked), ciphertext and plaintext.
+            check("Decryptor::decrypt", unsafe {
+                ffi::Decryptor_Decrypt(decryptor.ptr(), ct.ptr(), plain.ptr())
+            })?;
+        }
+        self.encoder.decode_raw(plain.ptr())
+    }
+}

@@ -1,0 +1,324 @@
+//! The server side: homomorphic operations over evaluation keys only, each one counted.
+
+use std::sync::Arc;
+
+use super::ciphertext::Ciphertext;
+use super::context::Context;
+use super::counts::OpCounts;
+use super::encoder::{Encoder, Plaintext};
+use super::ffi;
+use super::handle::Handle;
+use super::keys::{normalize_step, EvaluationKeys};
+use super::{check, Result, SealError};
+
+/// SEAL's evaluator with the public evaluation keys of one computation. It can encode weights
+/// but has no way to decrypt: it never sees a secret key.
+pub struct Evaluator {
+    handle: Handle,
+    encoder: Encoder,
+    keys: EvaluationKeys,
+}
+
+impl Evaluator {
+    pub fn new(context: Arc<Context>, keys: EvaluationKeys) -> Result<Self> {
+        // SAFETY: out-pointer constructor over a live context.
+        let handle = Handle::create("Evaluator::new", ffi::Evaluator_Destroy, |p| unsafe {
+            ffi::Evaluator_Create(context.ptr(), p)
+        })?;
+        Ok(Self {
+            handle,
+            encoder: Encoder::new(context)?,
+            keys,
+        })
+    }
+
+    /// The context it evaluates in.
+    pub fn context(&self) -> &Arc<Context> {
+        self.encoder.context()
+    }
+
+    /// The keys it holds.
+    pub fn keys(&self) -> &EvaluationKeys {
+        &self.keys
+    }
+
+    /// The operations, counted into `counts` (one set of counts per image, layer or batch).
+    pub fn ops<'a>(&'a self, counts: &'a OpCounts) -> Ops<'a> {
+        Ops { ev: self, counts }
+    }
+}
+
+/// Homomorphic operations of one [`Evaluator`] that count into one [`OpCounts`]. Cheap to copy
+/// and safe to use from many threads at once.
+#[derive(Clone, Copy)]
+pub struct Ops<'a> {
+    ev: &'a Evaluator,
+    counts: &'a OpCounts,
+}
+
+impl<'a> Ops<'a> {
+    /// The evaluator behind these operations.
+    pub fn evaluator(&self) -> &'a Evaluator {
+        self.ev
+    }
+
+    /// The counts these operations go to.
+    pub fn counts(&self) -> &'a OpCounts {
+        self.counts
+    }
+
+    /// Encodes a vector at `level` and `scale` (counted as `encode`).
+    pub fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext> {
+        OpCounts::bump(&self.counts.encode);
+        self.ev.encoder.encode(values, level, scale)
+    }
+
+    /// Encodes a scalar into every slot at `level` and `scale` (counted as `encode`).
+    pub fn encode_scalar(&self, value: f64, level: usize, scale: f64) -> Result<Plaintext> {
+        OpCounts::bump(&self.counts.encode);
+        self.ev.encoder.encode_scalar(value, level, scale)
+    }
+
+    /// `a + b`.
+    pub fn add(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.binary("Evaluator::add", a, b, ffi::Evaluator_Add)
+    }
+
+    /// `a - b`.
+    pub fn sub(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        self.binary("Evaluator::sub", a, b, ffi::Evaluator_Sub)
+    }
+
+    /// `acc += b` in place.
+    pub fn add_assign(&self, acc: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
+        const OP: &str = "Evaluator::add_assign";
+        same_level(OP, acc.level(), b.level())?;
+        same_scale(OP, acc.scale(), b.scale())?;
+        OpCounts::bump(&self.counts.hadd);
+        // SAFETY: SEAL supports destination == first operand.
+        check(OP, unsafe {
+            ffi::Evaluator_Add(self.ev.handle.ptr(), acc.ptr(), b.ptr(), acc.ptr())
+        })
+    }
+
+    /// `a + p` for an encoded plaintext at the same level and scale.
+    pub fn add_plain(&self, a: &Ciphertext, p: &Plaintext) -> Result<Ciphertext> {
+        let mut out = a.try_clone()?;
+        self.add_plain_assign(&mut out, p)?;
+        Ok(out)
+    }
+
+    /// `acc += p` in place.
+    pub fn add_plain_assign(&self, acc: &mut Ciphertext, p: &Plaintext) -> Result<()> {
+        const OP: &str = "Evaluator::add_plain";
+        same_level(OP, acc.level(), p.level())?;
+        same_scale(OP, acc.scale(), p.scale())?;
+        OpCounts::bump(&self.counts.hadd);
+        // SAFETY: SEAL supports destination == ciphertext operand.
+        check(OP, unsafe {
+            ffi::Evaluator_AddPlain(self.ev.handle.ptr(), acc.ptr(), p.ptr(), acc.ptr())
+        })
+    }
+
+    /// `a × p`, or `None` (counted as `skipped_zero`) when `p` is exactly zero: such a product
+    /// is SEAL's "transparent" ciphertext, and the right answer is to leave the term out.
+    pub fn multiply_plain(&self, a: &Ciphertext, p: &Plaintext) -> Result<Option<Ciphertext>> {
+        const OP: &str = "Evaluator::multiply_plain";
+        same_level(OP, a.level(), p.level())?;
+        if p.is_zero() {
+            OpCounts::bump(&self.counts.skipped_zero);
+            return Ok(None);
+        }
+        OpCounts::bump(&self.counts.hmulplain);
+        let out = Ciphertext::empty(a.level())?;
+        // SAFETY: live operands and destination; global pool.
+        check(OP, unsafe {
+            ffi::Evaluator_MultiplyPlain(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                p.ptr(),
+                out.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(Some(out))
+    }
+
+    /// `a × b` of two ciphertexts (size 3 until relinearized).
+    pub fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
+        const OP: &str = "Evaluator::multiply";
+        same_level(OP, a.level(), b.level())?;
+        OpCounts::bump(&self.counts.hmul);
+        let out = Ciphertext::empty(a.level())?;
+        // SAFETY: live operands and destination; global pool.
+        check(OP, unsafe {
+            ffi::Evaluator_Multiply(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                b.ptr(),
+                out.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(out)
+    }
+
+    /// `a²` (size 3 until relinearized).
+    pub fn square(&self, a: &Ciphertext) -> Result<Ciphertext> {
+        const OP: &str = "Evaluator::square";
+        OpCounts::bump(&self.counts.hsquare);
+        let out = Ciphertext::empty(a.level())?;
+        // SAFETY: live operand and destination; global pool.
+        check(OP, unsafe {
+            ffi::Evaluator_Square(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                out.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(out)
+    }
+
+    /// Relinearizes a size-3 ciphertext back to size 2, in place.
+    pub fn relinearize(&self, a: &mut Ciphertext) -> Result<()> {
+        const OP: &str = "Evaluator::relinearize";
+        let keys = self.ev.keys.relin.as_ref();
+        let keys = keys.ok_or(SealError::MissingRelinKeys { op: OP })?;
+        OpCounts::bump(&self.counts.relinearize);
+        // SAFETY: SEAL supports destination == operand; keys are read only.
+        check(OP, unsafe {
+            ffi::Evaluator_Relinearize(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                keys.ptr(),
+                a.ptr(),
+                std::ptr::null_mut(),
+            )
+        })
+    }
+
+    /// Divides by the prime of the current level and drops it, in place (level − 1).
+    pub fn rescale(&self, a: &mut Ciphertext) -> Result<()> {
+        const OP: &str = "Evaluator::rescale_to_next";
+        if a.level() == 0 {
+            return Err(SealError::EndOfChain { op: OP });
+        }
+        OpCounts::bump(&self.counts.rescale);
+        // SAFETY: SEAL supports destination == operand.
+        check(OP, unsafe {
+            ffi::Evaluator_RescaleToNext(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                a.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        a.set_level(a.level() - 1);
+        Ok(())
+    }
+
+    /// Drops primes without rescaling until `a` is at `level` (no-op if it already is).
+    pub fn mod_switch_to(&self, a: &mut Ciphertext, level: usize) -> Result<()> {
+        const OP: &str = "Evaluator::mod_switch_to";
+        if level > a.level() {
+            return Err(SealError::LevelUp {
+                op: OP,
+                from: a.level(),
+                to: level,
+            });
+        }
+        if level == a.level() {
+            return Ok(());
+        }
+        let mut parms_id = self.ev.context().parms_id(level, OP)?;
+        OpCounts::bump(&self.counts.mod_switch);
+        // SAFETY: SEAL supports destination == operand.
+        check(OP, unsafe {
+            ffi::Evaluator_ModSwitchTo1(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                parms_id.as_mut_ptr(),
+                a.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        a.set_level(level);
+        Ok(())
+    }
+
+    /// Rotates the slots left by `step` (right if negative). Needs the Galois key of
+    /// `step mod slots`; a rotation by a multiple of the slot count is a copy and not counted.
+    pub fn rotate(&self, a: &Ciphertext, step: i64) -> Result<Ciphertext> {
+        const OP: &str = "Evaluator::rotate_vector";
+        let step = normalize_step(step, self.ev.context().slots());
+        if step == 0 {
+            return a.try_clone();
+        }
+        let keys = &self.ev.keys;
+        let galois = keys.galois.as_ref().filter(|_| keys.steps.contains(&step));
+        let galois = galois.ok_or_else(|| SealError::MissingGaloisKey {
+            op: OP,
+            step,
+            available: keys.steps(),
+        })?;
+        OpCounts::bump(&self.counts.rotation);
+        let out = Ciphertext::empty(a.level())?;
+        // SAFETY: live operand, keys and destination; global pool.
+        check(OP, unsafe {
+            ffi::Evaluator_RotateVector(
+                self.ev.handle.ptr(),
+                a.ptr(),
+                step,
+                galois.ptr(),
+                out.ptr(),
+                std::ptr::null_mut(),
+            )
+        })?;
+        Ok(out)
+    }
+
+    fn binary(
+        &self,
+        op: &'static str,
+        a: &Ciphertext,
+        b: &Ciphertext,
+        f: unsafe extern "C" fn(
+            *mut std::ffi::c_void,
+            *mut std::ffi::c_void,
+            *mut std::ffi::c_void,
+            *mut std::ffi::c_void,
+        ) -> ffi::HResult,
+    ) -> Result<Ciphertext> {
+        same_level(op, a.level(), b.level())?;
+        same_scale(op, a.scale(), b.scale())?;
+        OpCounts::bump(&self.counts.hadd);
+        let out = Ciphertext::empty(a.level())?;
+        // SAFETY: live operands and destination.
+        check(op, unsafe {
+            f(self.ev.handle.ptr(), a.ptr(), b.ptr(), out.ptr())
+        })?;
+        Ok(out)
+    }
+}
+
+fn same_level(op: &'static str, a: usize, b: usize) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(SealError::LevelMismatch { op, a, b })
+    }
+}
+
+/// The same closeness test SEAL applies before adding (relative machine epsilon).
+fn same_scale(op: &'static str, a: f64, b: f64) -> Result<()> {
+    if (a - b).abs() < f64::EPSILON * a.abs().max(b.abs()).max(1.0) {
+        Ok(())
+    } else {
+        Err(SealError::ScaleMismatch {
+            op,
+            a: a.log2(),
+            b: b.log2(),
+        })
+    }
+}

@@ -1,0 +1,342 @@
+//! The CKKS engine against plain f64 arithmetic, on real SEAL ciphertexts at 128-bit security.
+
+use std::sync::Arc;
+
+use hejob::seal::{
+    Ciphertext, CkksParams, Client, Context, EvaluationKeys, Evaluator, OpCounts, SealError,
+};
+use rayon::prelude::*;
+
+/// Decrypted values must match the f64 computation to this absolute error (scale 2^40, values
+/// of order 1; CKKS noise is ~1e-7 here, so this leaves a wide margin without hiding bugs).
+const TOL: f64 = 1e-4;
+
+fn params(n: u64, bits: &[i32], scale_bits: u32) -> CkksParams {
+    CkksParams {
+        poly_modulus_degree: n,
+        coeff_modulus_bits: bits.to_vec(),
+        scale_bits,
+    }
+}
+
+struct Setup {
+    ctx: Arc<Context>,
+    client: Client,
+    ev: Evaluator,
+}
+
+fn setup(p: &CkksParams, steps: &[i64]) -> Setup {
+    let ctx = Context::new(p).expect("secure parameters");
+    let client = Client::new(ctx.clone()).unwrap();
+    let keys = client.evaluation_keys(steps, true).unwrap();
+    let ev = Evaluator::new(ctx.clone(), keys).unwrap();
+    Setup { ctx, client, ev }
+}
+
+fn small() -> Setup {
+    setup(&params(8192, &[60, 40, 40, 60], 40), &[1, -1, 5, -17, 100])
+}
+
+fn input(n: usize, seed: u64) -> Vec<f64> {
+    (0..n)
+        .map(|i| ((i as u64 * 2654435761 + seed * 97) % 2000) as f64 / 1000.0 - 1.0)
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64], tol: f64) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol,
+            "slot {i}: got {g}, want {w} (tol {tol})"
+        );
+    }
+}
+
+#[test]
+fn context_reports_levels_slots_and_security() {
+    let s = small();
+    assert_eq!(s.ctx.slots(), 4096);
+    assert_eq!(s.ctx.top_level(), 2);
+    assert_eq!(s.ctx.security_bits().unwrap(), 128);
+    let p = s.ctx.prime(2).unwrap();
+    assert!((p as f64).log2() > 39.9 && (p as f64).log2() < 40.1);
+    assert!(matches!(s.ctx.prime(3), Err(SealError::NoSuchLevel { .. })));
+}
+
+#[test]
+fn insecure_parameters_are_rejected_with_seals_message() {
+    // 180 bits of modulus at N = 4096 exceeds the 109 bits that 128-bit security allows.
+    let err = Context::new(&params(4096, &[60, 60, 60], 40))
+        .err()
+        .expect("must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, SealError::Parameters { .. }), "{msg}");
+    assert!(
+        msg.contains("HomomorphicEncryption.org security standard") && msg.contains("at most 109"),
+        "SEAL's own message is shown: {msg}"
+    );
+    assert!(CkksParams::max_bits_128(4096).unwrap() == 109);
+    let bad = Context::new(&params(8192, &[61, 40, 60], 40))
+        .err()
+        .unwrap();
+    assert!(bad.to_string().contains("at most 60 bits"), "{bad}");
+}
+
+#[test]
+fn add_sub_and_plain_add_match_f64() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let (a, b) = (input(4096, 1), input(4096, 2));
+    let scale = s.ctx.params().scale();
+    let ca = s.client.encrypt(&a, 2, scale).unwrap();
+    let cb = s.client.encrypt(&b, 2, scale).unwrap();
+    let sum = ops.add(&ca, &cb).unwrap();
+    let diff = ops.sub(&ca, &cb).unwrap();
+    let pb = ops.encode(&b, 2, scale).unwrap();
+    let mut plus_plain = ops.add_plain(&ca, &pb).unwrap();
+    ops.add_assign(&mut plus_plain, &cb).unwrap();
+    let want_sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    let want_diff: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x - y).collect();
+    let want_3: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x + 2.0 * y).collect();
+    assert_close(&s.client.decrypt(&sum).unwrap(), &want_sum, TOL);
+    assert_close(&s.client.decrypt(&diff).unwrap(), &want_diff, TOL);
+    assert_close(&s.client.decrypt(&plus_plain).unwrap(), &want_3, TOL);
+    let t = counts.snapshot();
+    assert_eq!((t.hadd, t.encode), (4, 1));
+}
+
+#[test]
+fn plain_and_cipher_products_with_rescale_match_f64() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let (a, w) = (input(4096, 3), input(4096, 4));
+    let scale = s.ctx.params().scale();
+    let ca = s.client.encrypt(&a, 2, scale).unwrap();
+    let pw = ops.encode(&w, 2, scale).unwrap();
+    let mut prod = ops
+        .multiply_plain(&ca, &pw)
+        .unwrap()
+        .expect("non-zero weights");
+    ops.rescale(&mut prod).unwrap();
+    assert_eq!(prod.level(), 1);
+    let want: Vec<f64> = a.iter().zip(&w).map(|(x, y)| x * y).collect();
+    assert_close(&s.client.decrypt(&prod).unwrap(), &want, TOL);
+
+    // scalar product, encoded at the operand's (lower) level
+    let mut half = ops
+        .multiply_plain(&prod, &ops.encode_scalar(0.5, 1, scale).unwrap())
+        .unwrap()
+        .unwrap();
+    ops.rescale(&mut half).unwrap();
+    let want_half: Vec<f64> = want.iter().map(|x| x * 0.5).collect();
+    assert_close(&s.client.decrypt(&half).unwrap(), &want_half, TOL);
+
+    // ciphertext × ciphertext, relinearized
+    let cw = s.client.encrypt(&w, 2, scale).unwrap();
+    let mut cc = ops.multiply(&ca, &cw).unwrap();
+    assert_eq!(cc.size().unwrap(), 3);
+    ops.relinearize(&mut cc).unwrap();
+    assert_eq!(cc.size().unwrap(), 2);
+    ops.rescale(&mut cc).unwrap();
+    assert_close(&s.client.decrypt(&cc).unwrap(), &want, TOL);
+
+    let t = counts.snapshot();
+    assert_eq!(
+        (t.hmulplain, t.hmul, t.relinearize, t.rescale),
+        (2, 1, 1, 3)
+    );
+}
+
+#[test]
+fn zero_plaintext_products_are_skipped_and_counted() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let scale = s.ctx.params().scale();
+    let ca = s.client.encrypt(&input(16, 5), 2, scale).unwrap();
+    let zero = ops.encode(&[0.0; 16], 2, scale).unwrap();
+    assert!(zero.is_zero());
+    assert!(ops.multiply_plain(&ca, &zero).unwrap().is_none());
+    // a weight so small that its encoding rounds to all-zero coefficients is zero too
+    let tiny = ops.encode_scalar(1e-20, 2, scale).unwrap();
+    assert!(tiny.is_zero());
+    assert!(ops.multiply_plain(&ca, &tiny).unwrap().is_none());
+    let small_weight = ops.encode_scalar(1e-7, 2, scale).unwrap();
+    assert!(!small_weight.is_zero());
+    assert!(ops.multiply_plain(&ca, &small_weight).unwrap().is_some());
+    let t = counts.snapshot();
+    assert_eq!((t.skipped_zero, t.hmulplain), (2, 1));
+}
+
+#[test]
+fn rotations_by_positive_and_negative_steps() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let slots = s.ctx.slots();
+    let a = input(slots, 6);
+    let ca = s.client.encrypt(&a, 2, s.ctx.params().scale()).unwrap();
+    for step in [1i64, -1, 5, -17, 100, 100 - slots as i64, slots as i64 + 1] {
+        let got = s.client.decrypt(&ops.rotate(&ca, step).unwrap()).unwrap();
+        let want: Vec<f64> = (0..slots)
+            .map(|i| a[(i as i64 + step).rem_euclid(slots as i64) as usize])
+            .collect();
+        assert_close(&got, &want, TOL);
+    }
+    // a full turn is a copy and costs nothing
+    let same = ops.rotate(&ca, slots as i64).unwrap();
+    assert_close(&s.client.decrypt(&same).unwrap(), &a, TOL);
+    assert_eq!(counts.snapshot().rotation, 7);
+    let err = ops.rotate(&ca, 2).err().unwrap();
+    assert!(
+        matches!(err, SealError::MissingGaloisKey { step: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn depth_four_chain_of_square_and_rescale() {
+    let s = setup(&params(16384, &[60, 40, 40, 40, 40, 60], 40), &[]);
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let a: Vec<f64> = input(1024, 7).iter().map(|x| 0.75 + 0.25 * x).collect();
+    let mut ct = s.client.encrypt(&a, 4, s.ctx.params().scale()).unwrap();
+    for _ in 0..4 {
+        ct = ops.square(&ct).unwrap();
+        ops.relinearize(&mut ct).unwrap();
+        ops.rescale(&mut ct).unwrap();
+    }
+    assert_eq!(ct.level(), 0);
+    let want: Vec<f64> = a.iter().map(|x| x.powi(16)).collect();
+    assert_close(&s.client.decrypt(&ct).unwrap()[..1024], &want, TOL);
+    assert!(matches!(
+        ops.rescale(&mut ct),
+        Err(SealError::EndOfChain { .. })
+    ));
+    let t = counts.snapshot();
+    assert_eq!((t.hsquare, t.relinearize, t.rescale), (4, 4, 4));
+}
+
+#[test]
+fn operands_of_different_levels_are_combined_after_mod_switch_and_scale_snap() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let scale = s.ctx.params().scale();
+    let (a, b) = (input(64, 8), input(64, 9));
+    let ca = s.client.encrypt(&a, 2, scale).unwrap();
+    let cb = s.client.encrypt(&b, 2, scale).unwrap();
+    let mut sq = ops.square(&ca).unwrap();
+    ops.relinearize(&mut sq).unwrap();
+    ops.rescale(&mut sq).unwrap(); // level 1, scale 2^80 / q2 ≈ 2^40
+    let err = ops.add(&sq, &cb).err().unwrap();
+    assert!(
+        matches!(err, SealError::LevelMismatch { a: 1, b: 2, .. }),
+        "{err}"
+    );
+    let mut low = cb.try_clone().unwrap();
+    ops.mod_switch_to(&mut low, 1).unwrap();
+    let err = ops.add(&sq, &low).err().unwrap();
+    assert!(matches!(err, SealError::ScaleMismatch { .. }), "{err}");
+    sq.set_scale(scale).unwrap();
+    let sum = ops.add(&sq, &low).unwrap();
+    let want: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x * x + y).collect();
+    assert_close(&s.client.decrypt(&sum).unwrap()[..64], &want, TOL);
+    assert!(matches!(
+        ops.mod_switch_to(&mut low, 2),
+        Err(SealError::LevelUp { .. })
+    ));
+    assert_eq!(counts.snapshot().mod_switch, 1);
+}
+
+#[test]
+fn keys_and_ciphertexts_round_trip_through_bytes() {
+    let s = small();
+    let keys = s.client.evaluation_keys(&[3, -3], true).unwrap();
+    let bytes = keys.to_bytes().unwrap();
+    let loaded = EvaluationKeys::from_bytes(&s.ctx, &bytes).unwrap();
+    assert_eq!(loaded.steps(), vec![3, 4093]);
+    assert!(loaded.has_relin());
+    let ev = Evaluator::new(s.ctx.clone(), loaded).unwrap();
+    let counts = OpCounts::default();
+    let a = input(4096, 10);
+    let ct = s.client.encrypt(&a, 2, s.ctx.params().scale()).unwrap();
+    let ct_bytes = ct.to_bytes().unwrap();
+    let back = Ciphertext::from_bytes(&s.ctx, &ct_bytes).unwrap();
+    assert_eq!(back.level(), 2);
+    let rotated = ev.ops(&counts).rotate(&back, -3).unwrap();
+    let want: Vec<f64> = (0..4096).map(|i| a[(i + 4096 - 3) % 4096]).collect();
+    assert_close(&s.client.decrypt(&rotated).unwrap(), &want, TOL);
+
+    // damaged bytes are clean errors, never crashes
+    let err = Ciphertext::from_bytes(&s.ctx, &ct_bytes[..ct_bytes.len() / 2])
+        .err()
+        .unwrap();
+    assert!(matches!(err, SealError::Malformed { .. }), "{err}");
+    let err = EvaluationKeys::from_bytes(&s.ctx, &bytes[..bytes.len() - 10])
+        .err()
+        .unwrap();
+    assert!(matches!(err, SealError::Malformed { .. }), "{err}");
+    let err = EvaluationKeys::from_bytes(&s.ctx, b"not keys at all")
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("bad magic"), "{err}");
+    // keys of one context do not load into another
+    let other = Context::new(&params(8192, &[60, 40, 60], 40)).unwrap();
+    assert!(EvaluationKeys::from_bytes(&other, &bytes).is_err());
+    assert!(Ciphertext::from_bytes(&other, &ct_bytes).is_err());
+}
+
+#[test]
+fn counters_are_exact_under_many_threads() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let scale = s.ctx.params().scale();
+    let ct = s.client.encrypt(&input(4096, 11), 2, scale).unwrap();
+    let w = ops.encode_scalar(0.25, 2, scale).unwrap();
+    let per_image: Vec<_> = (0..64)
+        .into_par_iter()
+        .map(|i| {
+            let mine = OpCounts::default();
+            let mops = s.ev.ops(&mine);
+            let r = ops.rotate(&ct, if i % 2 == 0 { 1 } else { -1 }).unwrap();
+            let m = ops.multiply_plain(&r, &w).unwrap().unwrap();
+            mops.add(&m, &m).unwrap();
+            mine.snapshot()
+        })
+        .collect();
+    let t = counts.snapshot();
+    assert_eq!((t.rotation, t.hmulplain, t.encode), (64, 64, 1));
+    let total: hejob::seal::OpTally = per_image.into_iter().sum();
+    assert_eq!(total.hadd, 64);
+}
+
+#[test]
+fn bad_inputs_are_typed_errors_naming_the_operation() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let scale = s.ctx.params().scale();
+    let err = ops.encode(&[1e60], 2, scale).err().unwrap();
+    assert!(matches!(err, SealError::Call { op: "CKKSEncoder::encode", .. }), "{err}");
+    let err = ops.encode(&[0.0, f64::NAN], 2, scale).err().unwrap();
+    assert!(matches!(err, SealError::NonFinite { index: 1, .. }), "{err}");
+    let err = ops.encode(&vec![0.0; 4097], 2, scale).err().unwrap();
+    assert!(matches!(err, SealError::TooManyValues { slots: 4096, .. }), "{err}");
+    let err = ops.encode_scalar(1.0, 3, scale).err().unwrap();
+    assert!(matches!(err, SealError::NoSuchLevel { level: 3, top: 2, .. }), "{err}");
+    // a product whose scale outgrows the remaining modulus is refused by SEAL, not a crash
+    let ct = s.client.encrypt(&[1.0], 0, scale).unwrap();
+    let p = ops.encode_scalar(1.0, 0, scale).unwrap();
+    let err = ops.multiply_plain(&ct, &p).err().unwrap();
+    assert!(matches!(err, SealError::Call { .. }), "{err}");
+    // relinearization without keys
+    let bare = Evaluator::new(s.ctx.clone(), s.client.evaluation_keys(&[], false).unwrap()).unwrap();
+    let top = s.client.encrypt(&[1.0], 2, scale).unwrap();
+    let mut sq = bare.ops(&counts).square(&top).unwrap();
+    let err = bare.ops(&counts).relinearize(&mut sq).err().unwrap();
+    assert!(matches!(err, SealError::MissingRelinKeys { .. }), "{err}");
+}
