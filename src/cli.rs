@@ -1,6 +1,11 @@
 //! Command-line definitions of every hejob command (clap derive).
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+
+use crate::model::arch::Arch;
+use crate::model::poly::Function;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -15,6 +20,38 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Least-squares polynomial fit of ReLU or Swish over [-R, R].
+    Fit {
+        #[arg(long, value_enum)]
+        function: Function,
+        /// Half-width R of the interval [-R, R].
+        #[arg(long)]
+        range: f64,
+        #[arg(long)]
+        degree: usize,
+        /// Print {"coefficients": [c0, c1, ..., cD]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or inspect model files.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Plain (unencrypted) test accuracy of a model on the test set it names.
+    Eval {
+        #[arg(long)]
+        model: PathBuf,
+        /// Evaluate only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify or download the official dataset files.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
     /// Time every CKKS operation on one thread and print key and ciphertext sizes.
     BenchOps {
         /// Ring degrees to measure.
@@ -26,5 +63,52 @@ pub enum Command {
         /// Print JSON instead of a markdown table.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// A model file of one of the paper's architectures with random (He-initialised) weights.
+    New {
+        #[arg(long, value_enum)]
+        arch: Arch,
+        /// Activation name (square, relu, swish, relu-rg5-deg2, ..., swish-rg7-deg4).
+        #[arg(long)]
+        activation: String,
+        /// Width of conv2 (pruned widths: MNIST 40, 32; CIFAR-10 58, 52, 45).
+        #[arg(long)]
+        conv2_channels: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print a model's layers, shapes, parameter count and provenance.
+    Info {
+        #[arg(long)]
+        model: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Verify the official files under DIR by their MD5 checksums.
+    Check {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the official files into DIR (needs internet) and verify them.
+    Fetch {
+        dir: PathBuf,
+        /// Base URL of the MNIST .gz files (a mirror).
+        #[arg(long, default_value = crate::data::fetch::MNIST_URL)]
+        mnist_url: String,
+        /// URL of the CIFAR-10 binary tarball (a mirror).
+        #[arg(long, default_value = crate::data::fetch::CIFAR10_URL)]
+        cifar10_url: String,
+        /// Only this dataset (default: both).
+        #[arg(long)]
+        dataset: Option<crate::data::Dataset>,
     },
 }

@@ -5,6 +5,12 @@
 pub enum Error {
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Usage(String),
 }

@@ -5,7 +5,10 @@ extern crate sealy;
 
 pub mod bench;
 pub mod cli;
+pub mod commands;
+pub mod data;
 mod error;
+pub mod model;
 pub mod seal;
 
 pub use error::Error;

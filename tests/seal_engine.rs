@@ -321,20 +321,46 @@ fn bad_inputs_are_typed_errors_naming_the_operation() {
     let ops = s.ev.ops(&counts);
     let scale = s.ctx.params().scale();
     let err = ops.encode(&[1e60], 2, scale).err().unwrap();
-    assert!(matches!(err, SealError::Call { op: "CKKSEncoder::encode", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SealError::Call {
+                op: "CKKSEncoder::encode",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = ops.encode(&[0.0, f64::NAN], 2, scale).err().unwrap();
-    assert!(matches!(err, SealError::NonFinite { index: 1, .. }), "{err}");
+    assert!(
+        matches!(err, SealError::NonFinite { index: 1, .. }),
+        "{err}"
+    );
     let err = ops.encode(&vec![0.0; 4097], 2, scale).err().unwrap();
-    assert!(matches!(err, SealError::TooManyValues { slots: 4096, .. }), "{err}");
+    assert!(
+        matches!(err, SealError::TooManyValues { slots: 4096, .. }),
+        "{err}"
+    );
     let err = ops.encode_scalar(1.0, 3, scale).err().unwrap();
-    assert!(matches!(err, SealError::NoSuchLevel { level: 3, top: 2, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SealError::NoSuchLevel {
+                level: 3,
+                top: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // a product whose scale outgrows the remaining modulus is refused by SEAL, not a crash
     let ct = s.client.encrypt(&[1.0], 0, scale).unwrap();
     let p = ops.encode_scalar(1.0, 0, scale).unwrap();
     let err = ops.multiply_plain(&ct, &p).err().unwrap();
     assert!(matches!(err, SealError::Call { .. }), "{err}");
     // relinearization without keys
-    let bare = Evaluator::new(s.ctx.clone(), s.client.evaluation_keys(&[], false).unwrap()).unwrap();
+    let bare =
+        Evaluator::new(s.ctx.clone(), s.client.evaluation_keys(&[], false).unwrap()).unwrap();
     let top = s.client.encrypt(&[1.0], 2, scale).unwrap();
     let mut sq = bare.ops(&counts).square(&top).unwrap();
     let err = bare.ops(&counts).relinearize(&mut sq).err().unwrap();

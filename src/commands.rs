@@ -1,0 +1,179 @@
+//! What each command does once parsed: glue from the CLI to the modules, and printing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cli::{Cli, Command, DatasetsCommand, ModelCommand};
+use crate::data::{self, checksums, fetch, Dataset};
+use crate::model::{arch, file, plain, poly, LayerKind};
+use crate::{bench, Error};
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Fit {
+            function,
+            range,
+            degree,
+            json,
+        } => {
+            if !(range.is_finite() && range > 0.0) || degree > 12 {
+                return Err(Error::Usage(format!(
+                    "fit needs a positive finite --range and --degree of at most 12 (got {range}, {degree})"
+                )));
+            }
+            let c = poly::fit(function, range, degree);
+            if json {
+                println!("{}", json!({ "coefficients": c }));
+            } else {
+                let terms: Vec<String> = c
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(k, v)| match k {
+                        0 => format!("{v:+.6}"),
+                        1 => format!("{v:+.6}x"),
+                        _ => format!("{v:+.6}x^{k}"),
+                    })
+                    .collect();
+                println!("{}", terms.join(" "));
+            }
+        }
+        Command::Model(ModelCommand::New {
+            arch,
+            activation,
+            conv2_channels,
+            seed,
+            out,
+        }) => {
+            let model = arch::random_model(arch, &activation, conv2_channels, seed)?;
+            file::save(&model, &out)?;
+            log::info!("wrote {} ({} layers)", out.display(), model.layers.len());
+        }
+        Command::Model(ModelCommand::Info { model }) => {
+            let m = file::load(&model)?;
+            let shapes = m.validate()?;
+            println!(
+                "{} — {} input {}, {} classes",
+                model.display(),
+                m.dataset,
+                m.input,
+                m.classes.len()
+            );
+            let mut params = 0;
+            for (layer, shape) in m.layers.iter().zip(&shapes) {
+                let n = match &layer.kind {
+                    LayerKind::Conv(c) => c.weight.len() + c.bias.len(),
+                    LayerKind::Dense(d) => d.weight.len() + d.bias.len(),
+                    LayerKind::BatchNorm(b) => b.gamma.len() * 2,
+                    _ => 0,
+                };
+                params += n;
+                println!(
+                    "  {:<12} {:<15} -> {shape}  ({n} parameters)",
+                    layer.name,
+                    layer.kind_name()
+                );
+            }
+            println!("  total trainable parameters: {params}");
+            for (k, v) in &m.provenance {
+                println!("  {k}: {v}");
+            }
+        }
+        Command::Eval {
+            model,
+            limit,
+            data_dir,
+            json,
+        } => {
+            let m = file::load(&model)?;
+            let dir = data::resolve_dir(data_dir.as_deref());
+            let images = m.dataset.load_test(&dir)?;
+            if let Some(l) = limit.filter(|&l| l > images.len()) {
+                return Err(Error::Usage(format!(
+                    "--limit {l} is beyond the {} images of the {} test set",
+                    images.len(),
+                    m.dataset
+                )));
+            }
+            let start = Instant::now();
+            let (n, accuracy) = plain::accuracy(&m, &images, limit);
+            let seconds = start.elapsed().as_secs_f64();
+            if json {
+                println!(
+                    "{}",
+                    json!({ "model": model, "dataset": m.dataset, "images": n, "accuracy": accuracy, "seconds": seconds })
+                );
+            } else {
+                println!(
+                    "{}: plain accuracy {:.2}% on {n} {} test images ({seconds:.2} s)",
+                    model.display(),
+                    accuracy * 100.0,
+                    m.dataset
+                );
+            }
+        }
+        Command::Datasets(DatasetsCommand::Check { dir, json }) => {
+            let mut all = Vec::new();
+            for d in Dataset::ALL {
+                all.extend(checksums::check(&dir, d)?);
+            }
+            let bad = all
+                .iter()
+                .filter(|c| c.status != checksums::Status::Ok)
+                .count();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for c in &all {
+                    println!(
+                        "{:<8} {:?}  {}",
+                        c.dataset.name(),
+                        c.status,
+                        c.path.display()
+                    );
+                }
+            }
+            if bad > 0 {
+                return Err(Error::Usage(format!(
+                    "{bad} dataset file(s) under {} are missing or fail their checksum",
+                    dir.display()
+                )));
+            }
+        }
+        Command::Datasets(DatasetsCommand::Fetch {
+            dir,
+            mnist_url,
+            cifar10_url,
+            dataset,
+        }) => {
+            let sources = fetch::Sources {
+                mnist: mnist_url,
+                cifar10: cifar10_url,
+            };
+            for d in dataset.map_or(Dataset::ALL.to_vec(), |d| vec![d]) {
+                fetch::fetch(&dir, d, &sources)?;
+            }
+        }
+        Command::BenchOps {
+            degrees,
+            seconds,
+            json,
+        } => {
+            let budget = Duration::from_secs_f64(seconds);
+            let mut results = Vec::new();
+            for n in degrees {
+                let params = bench::default_params(n)?;
+                log::info!("benchmarking N={n}, primes {:?}", params.coeff_modulus_bits);
+                results.push(bench::bench_ops(&params, budget)?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print!("{}", bench::markdown(&results));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! The paper's two architectures (3layer-CNN for MNIST, 4layer-CNN for CIFAR-10), built with
+//! random He-initialised weights and plausible batch-norm statistics.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Normal};
+
+use super::{
+    poly, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Model, ModelError, Preprocess,
+};
+use crate::data::Dataset;
+
+/// The architectures of the paper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Arch {
+    /// Conv(1→5, 5×5, s2) → BN → act → Conv(5→C, 5×5, s2) → BN → act → flatten → FC(16C→10).
+    #[value(name = "mnist-3layer")]
+    Mnist3Layer,
+    /// 3 × [Conv 3×3 pad 1 → BN → act → AvgPool 2] (32, C, 128 channels) → GAP → FC(128→10).
+    #[value(name = "cifar10-4layer")]
+    Cifar10FourLayer,
+}
+
+impl Arch {
+    /// The paper's conv2 width (MNIST 50, CIFAR-10 64).
+    pub fn default_conv2(&self) -> usize {
+        match self {
+            Arch::Mnist3Layer => 50,
+            Arch::Cifar10FourLayer => 64,
+        }
+    }
+
+    pub fn dataset(&self) -> Dataset {
+        match self {
+            Arch::Mnist3Layer => Dataset::Mnist,
+            Arch::Cifar10FourLayer => Dataset::Cifar10,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Arch::Mnist3Layer => "mnist-3layer",
+            Arch::Cifar10FourLayer => "cifar10-4layer",
+        }
+    }
+}
+
+/// A random model of `arch` with activation `activation` (a name of `poly::NAMES`).
+pub fn random_model(
+    arch: Arch,
+    activation: &str,
+    conv2: Option<usize>,
+    seed: u64,
+) -> Result<Model, ModelError> {
+    let act = poly::named(activation)?;
+    let c2 = conv2.unwrap_or(arch.default_conv2());
+    if c2 == 0 {
+        return Err(ModelError::Invalid(
+            "conv2 needs at least one channel".into(),
+        ));
+    }
+    let mut g = Init(StdRng::seed_from_u64(seed));
+    let act_layer = |i: usize| {
+        Layer::new(
+            format!("act{i}"),
+            LayerKind::Activation(act.clone(), activation.to_string()),
+        )
+    };
+    let pool = |i: usize| {
+        Layer::new(
+            format!("pool{i}"),
+            LayerKind::AvgPool(AvgPool {
+                kernel: 2,
+                stride: 2,
+                scale: 0.25,
+            }),
+        )
+    };
+    let layers = match arch {
+        Arch::Mnist3Layer => vec![
+            g.conv("conv1", 1, 5, 5, 2, 0),
+            g.bn("bn1", 5),
+            act_layer(1),
+            g.conv("conv2", 5, c2, 5, 2, 0),
+            g.bn("bn2", c2),
+            act_layer(2),
+            Layer::new("flatten", LayerKind::Flatten),
+            g.dense("fc", c2 * 16, 10),
+        ],
+        Arch::Cifar10FourLayer => vec![
+            g.conv("conv1", 3, 32, 3, 1, 1),
+            g.bn("bn1", 32),
+            act_layer(1),
+            pool(1),
+            g.conv("conv2", 32, c2, 3, 1, 1),
+            g.bn("bn2", c2),
+            act_layer(2),
+            pool(2),
+            g.conv("conv3", c2, 128, 3, 1, 1),
+            g.bn("bn3", 128),
+            act_layer(3),
+            pool(3),
+            Layer::new("gap", LayerKind::GlobalAvgPool { scale: None }),
+            g.dense("fc", 128, 10),
+        ],
+    };
+    let dataset = arch.dataset();
+    let provenance = BTreeMap::from([
+        ("architecture".to_string(), arch.name().to_string()),
+        ("activation".to_string(), activation.to_string()),
+        (
+            "weights".to_string(),
+            format!("random (He normal), seed {seed}"),
+        ),
+        ("conv2_channels".to_string(), c2.to_string()),
+    ]);
+    let model = Model {
+        dataset,
+        input: dataset.shape(),
+        classes: dataset.classes(),
+        preprocess: Preprocess::standard(dataset),
+        layers,
+        provenance,
+    };
+    model.validate()?;
+    Ok(model)
+}
+
+/// Seeded random initialisation.
+struct Init(StdRng);
+
+impl Init {
+    fn normal(&mut self, n: usize, std: f64) -> Vec<f64> {
+        let d = Normal::new(0.0, std).expect("a positive std");
+        (0..n).map(|_| d.sample(&mut self.0)).collect()
+    }
+
+    fn uniform(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        (0..n).map(|_| self.0.random_range(lo..hi)).collect()
+    }
+
+    fn conv(
+        &mut self,
+        name: &str,
+        ic: usize,
+        oc: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Layer {
+        let fan_in = (ic * k * k) as f64;
+        Layer::new(
+            name,
+            LayerKind::Conv(Conv {
+                oc,
+                ic,
+                kh: k,
+                kw: k,
+                stride,
+                padding,
+                weight: self.normal(oc * ic * k * k, (2.0 / fan_in).sqrt()),
+                bias: self.normal(oc, 0.01),
+            }),
+        )
+    }
+
+    fn bn(&mut self, name: &str, c: usize) -> Layer {
+        Layer::new(
+            name,
+            LayerKind::BatchNorm(BatchNorm {
+                gamma: self.uniform(c, 0.9, 1.1),
+                beta: self.normal(c, 0.1),
+                mean: self.normal(c, 0.1),
+                var: self.uniform(c, 0.5, 1.5),
+                eps: 1e-5,
+            }),
+        )
+    }
+
+    fn dense(&mut self, name: &str, inp: usize, out: usize) -> Layer {
+        Layer::new(
+            name,
+            LayerKind::Dense(Dense {
+                out,
+                inp,
+                weight: self.normal(out * inp, (2.0 / inp as f64).sqrt()),
+                bias: self.normal(out, 0.01),
+            }),
+        )
+    }
+}

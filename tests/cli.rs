@@ -1,0 +1,300 @@
+//! The command-line contracts users and scripts rely on, run through the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hejob(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hejob"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run hejob")
+}
+
+fn stdout_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "should fail");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("hejob: error: "), "{err}");
+    err
+}
+
+#[test]
+fn fit_prints_coefficients_as_json() {
+    let v = stdout_json(&hejob(&[
+        "fit",
+        "--function",
+        "swish",
+        "--range",
+        "7",
+        "--degree",
+        "4",
+        "--json",
+    ]));
+    let c: Vec<f64> = serde_json::from_value(v["coefficients"].clone()).unwrap();
+    let paper = [0.1773, 0.5, 0.128, 0.0, -0.001328];
+    assert_eq!(c.len(), 5);
+    for (o, p) in c.iter().zip(paper) {
+        assert!((o - p).abs() <= (0.01 * p.abs()).max(5e-4), "{c:?}");
+    }
+    let text = hejob(&["fit", "--function", "relu", "--range", "5", "--degree", "2"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("x^2"));
+    one_line_error(&hejob(&[
+        "fit",
+        "--function",
+        "relu",
+        "--range=-1",
+        "--degree",
+        "2",
+    ]));
+}
+
+#[test]
+fn model_new_then_eval_with_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::datasets_dir();
+    let data = data.to_str().unwrap();
+    for (arch, act, c2) in [
+        ("mnist-3layer", "square", "32"),
+        ("cifar10-4layer", "swish-rg7-deg4", "45"),
+    ] {
+        let out = dir.path().join(format!("{arch}.h5"));
+        let out = out.to_str().unwrap();
+        let made = hejob(&[
+            "model",
+            "new",
+            "--arch",
+            arch,
+            "--activation",
+            act,
+            "--conv2-channels",
+            c2,
+            "--seed",
+            "4",
+            "--out",
+            out,
+        ]);
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let v = stdout_json(&hejob(&[
+            "eval",
+            "--model",
+            out,
+            "--limit",
+            "200",
+            "--data-dir",
+            data,
+            "--json",
+        ]));
+        assert_eq!(v["images"], 200);
+        let acc = v["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        let info = hejob(&["model", "info", "--model", out]);
+        assert!(String::from_utf8_lossy(&info.stdout).contains(&format!("conv2_channels: {c2}")));
+    }
+    let m = dir.path().join("mnist-3layer.h5");
+    let e = one_line_error(&hejob(&[
+        "eval",
+        "--model",
+        m.to_str().unwrap(),
+        "--limit",
+        "10001",
+        "--data-dir",
+        data,
+    ]));
+    assert!(e.contains("beyond the 10000 images"), "{e}");
+    let e = one_line_error(&hejob(&[
+        "eval",
+        "--model",
+        m.to_str().unwrap(),
+        "--data-dir",
+        "/nonexistent",
+    ]));
+    assert!(
+        e.contains("/nonexistent/mnist/t10k-images-idx3-ubyte") && e.contains("not found"),
+        "{e}"
+    );
+    // HEJOB_DATASETS is honoured when --data-dir is absent
+    let out = Command::new(env!("CARGO_BIN_EXE_hejob"))
+        .args([
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "10",
+            "--json",
+        ])
+        .env("HEJOB_DATASETS", data)
+        .output()
+        .unwrap();
+    assert_eq!(stdout_json(&out)["images"], 10);
+    let e = one_line_error(&hejob(&[
+        "model",
+        "new",
+        "--arch",
+        "mnist-3layer",
+        "--activation",
+        "gelu",
+        "--out",
+        "/tmp/x.h5",
+    ]));
+    assert!(e.contains("unknown activation"), "{e}");
+}
+
+#[test]
+fn datasets_check_passes_on_official_files_and_fails_on_missing_ones() {
+    let data = common::datasets_dir();
+    let ok = hejob(&["datasets", "check", data.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let e = one_line_error(&hejob(&[
+        "datasets",
+        "check",
+        empty.path().to_str().unwrap(),
+    ]));
+    assert!(e.contains("missing or fail their checksum"), "{e}");
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 serving files of `root` for `requests` requests.
+fn serve(root: PathBuf, requests: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests) {
+            let mut stream = stream.unwrap();
+            let mut line = String::new();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            reader.read_line(&mut line).unwrap();
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+            }
+            let path = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            match std::fs::read(root.join(path)) {
+                Ok(body) => {
+                    write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .unwrap();
+                    stream.write_all(&body).unwrap();
+                }
+                Err(_) => {
+                    stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+                }
+            }
+        }
+    });
+    format!("http://{addr}/")
+}
+
+#[test]
+fn datasets_fetch_downloads_and_verifies_from_a_local_server() {
+    let official = common::datasets_dir();
+    let base = serve(official.join("mnist"), 4);
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path().to_str().unwrap();
+    let out = hejob(&[
+        "datasets",
+        "fetch",
+        d,
+        "--dataset",
+        "mnist",
+        "--mnist-url",
+        &base,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(dest.path().join("mnist"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 4);
+    let checked = hejob::data::checksums::check(dest.path(), hejob::data::Dataset::Mnist).unwrap();
+    assert!(checked
+        .iter()
+        .all(|c| c.status == hejob::data::checksums::Status::Ok));
+    // verified files are not downloaded again (the server would refuse a 5th request anyway)
+    let again = hejob(&[
+        "datasets",
+        "fetch",
+        d,
+        "--dataset",
+        "mnist",
+        "--mnist-url",
+        "http://127.0.0.1:9/",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // a tarball whose contents fail the checksums is refused
+    let bogus = tempfile::tempdir().unwrap();
+    let tgz = bogus.path().join("cifar-10-binary.tar.gz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tgz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    let body = vec![0u8; 3073];
+    let mut header = tar::Header::new_gnu();
+    header.set_size(body.len() as u64);
+    header.set_cksum();
+    tar.append_data(
+        &mut header,
+        "cifar-10-batches-bin/test_batch.bin",
+        &body[..],
+    )
+    .unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    let base = serve(bogus.path().to_path_buf(), 1);
+    let e = one_line_error(&hejob(&[
+        "datasets",
+        "fetch",
+        d,
+        "--dataset",
+        "cifar10",
+        "--cifar10-url",
+        &format!("{base}cifar-10-binary.tar.gz"),
+    ]));
+    assert!(
+        e.contains("failed verification") && e.contains("test_batch.bin"),
+        "{e}"
+    );
+    assert!(
+        Path::new(d).join("cifar10/test_batch.bin").exists(),
+        "extracted before verifying"
+    );
+}
