@@ -49,6 +49,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Plan encrypted evaluation (depth, parameters, rotation keys, operation counts) without
+    /// encrypting anything.
+    Plan {
+        #[arg(long)]
+        model: PathBuf,
+        /// channel (the paper's channel-wise method) or batch (batch-axis).
+        #[arg(long)]
+        packing: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify or download the official dataset files.
     #[command(subcommand)]
     Datasets(DatasetsCommand),

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{Cli, Command, DatasetsCommand, ModelCommand};
 use crate::data::{self, checksums, fetch, Dataset};
 use crate::model::{arch, file, plain, poly, LayerKind};
-use crate::{bench, Error};
+use crate::{bench, he, Error};
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<(), Error> {
@@ -112,6 +112,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     accuracy * 100.0,
                     m.dataset
                 );
+            }
+        }
+        Command::Plan {
+            model,
+            packing,
+            json,
+        } => {
+            let m = file::load(&model)?;
+            let net = he::Network::from_model(&m)?;
+            let plan = he::plan::plan(he::packing::by_name(&packing)?, &net)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", he::plan::table(&plan));
             }
         }
         Command::Datasets(DatasetsCommand::Check { dir, json }) => {

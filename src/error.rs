@@ -8,6 +8,8 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
+    He(#[from] crate::he::HeError),
+    #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),

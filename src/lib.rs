@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 mod error;
+pub mod he;
 pub mod model;
 pub mod seal;
 

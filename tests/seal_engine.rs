@@ -185,10 +185,11 @@ fn rotations_by_positive_and_negative_steps() {
             .collect();
         assert_close(&got, &want, TOL);
     }
-    // a full turn is a copy and costs nothing
+    // a full turn is a copy: counted as a rotation, and as one without a key switch
     let same = ops.rotate(&ca, slots as i64).unwrap();
     assert_close(&s.client.decrypt(&same).unwrap(), &a, TOL);
-    assert_eq!(counts.snapshot().rotation, 7);
+    assert_eq!(counts.snapshot().rotation, 8);
+    assert_eq!(counts.snapshot().rotation_zero, 1);
     let err = ops.rotate(&ca, 2).err().unwrap();
     assert!(
         matches!(err, SealError::MissingGaloisKey { step: 2, .. }),

@@ -84,9 +84,18 @@ pub fn fit(f: Function, range: f64, degree: usize) -> Vec<f64> {
         rhs[j] = integrate(|t| f.eval(t * range) * t.powi(j as i32));
     }
     let a = solve(gram, rhs);
+    // Both functions are x/2 plus an even function, so every odd coefficient above 1 is exactly
+    // zero; the solve leaves rounding noise (~1e-16) there, which is snapped back to zero.
+    let big = a.iter().fold(0f64, |m, v| m.max(v.abs()));
     a.iter()
         .enumerate()
-        .map(|(k, ak)| ak / range.powi(k as i32))
+        .map(|(k, ak)| {
+            if ak.abs() < 1e-12 * big {
+                0.0
+            } else {
+                ak / range.powi(k as i32)
+            }
+        })
         .collect()
 }
 

@@ -63,8 +63,11 @@ op_counters! {
     hmul,
     /// Additions and subtractions (ciphertext or plaintext operand).
     hadd,
-    /// Slot rotations (each one key switch).
+    /// Slot rotations requested, as the paper counts them: one per kernel offset, channel or
+    /// rotate-and-sum step, including steps that are a multiple of the slot count.
     rotation,
+    /// Of those, rotations by a multiple of the slot count: a copy, no key switch.
+    rotation_zero,
     /// Relinearizations.
     relinearize,
     /// Rescales (one prime dropped, scale divided by it).

@@ -248,11 +248,15 @@ impl<'a> Ops<'a> {
     }
 
     /// Rotates the slots left by `step` (right if negative). Needs the Galois key of
-    /// `step mod slots`; a rotation by a multiple of the slot count is a copy and not counted.
+    /// `step mod slots`. A rotation by a multiple of the slot count is a copy (SEAL does the
+    /// same); it is counted as a `rotation`, as the paper counts its algorithm's rotations, and
+    /// also as `rotation_zero`, so `rotation − rotation_zero` is the number of key switches.
     pub fn rotate(&self, a: &Ciphertext, step: i64) -> Result<Ciphertext> {
         const OP: &str = "Evaluator::rotate_vector";
         let step = normalize_step(step, self.ev.context().slots());
         if step == 0 {
+            OpCounts::bump(&self.counts.rotation);
+            OpCounts::bump(&self.counts.rotation_zero);
             return a.try_clone();
         }
         let keys = &self.ev.keys;

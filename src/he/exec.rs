@@ -1,0 +1,327 @@
+//! One interface over two executions of the same packing code: `Real` runs CKKS operations on
+//! SEAL ciphertexts; `Symbolic` only tracks levels, counts operations and collects rotation
+//! steps. The planner runs the packings symbolically, so a plan's predicted counts, depth and
+//! Galois-key steps are those of the real evaluation by construction.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use crate::seal::{self, Ciphertext, OpCounts, Ops, Plaintext};
+
+use super::HeError;
+
+/// A ciphertext, real or symbolic.
+pub enum Ct {
+    Real(Ciphertext),
+    Sym { level: usize },
+}
+
+/// A plaintext, real or symbolic.
+pub enum Pt {
+    Real(Plaintext),
+    Sym { level: usize, zero: bool },
+}
+
+type R<T> = Result<T, HeError>;
+
+enum Mode<'a> {
+    Real {
+        ops: Ops<'a>,
+        scales: Vec<f64>,
+    },
+    Sym {
+        counts: &'a OpCounts,
+        steps: Mutex<BTreeSet<i64>>,
+    },
+}
+
+/// The operations a packing may use, counted into one `OpCounts`.
+pub struct Exec<'a> {
+    mode: Mode<'a>,
+    slots: usize,
+}
+
+impl<'a> Exec<'a> {
+    /// Real CKKS over `ops`. Ciphertexts at level ℓ always carry the scale `scales[ℓ]` (see
+    /// [`level_scales`]).
+    pub fn real(ops: Ops<'a>) -> R<Self> {
+        let ctx = ops.evaluator().context();
+        Ok(Self {
+            slots: ctx.slots(),
+            mode: Mode::Real {
+                scales: level_scales(ctx)?,
+                ops,
+            },
+        })
+    }
+
+    /// Symbolic execution with `slots` slots, counting into `counts`.
+    pub fn symbolic(slots: usize, counts: &'a OpCounts) -> Self {
+        Self {
+            slots,
+            mode: Mode::Sym {
+                counts,
+                steps: Mutex::new(BTreeSet::new()),
+            },
+        }
+    }
+
+    /// Slots per ciphertext.
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The rotation steps used so far (symbolic execution only; normalised to `1..slots`).
+    pub fn steps(&self) -> Vec<i64> {
+        match &self.mode {
+            Mode::Sym { steps, .. } => lock(steps).iter().copied().collect(),
+            Mode::Real { .. } => Vec::new(),
+        }
+    }
+
+    /// The scale every ciphertext at `level` carries (1 in symbolic execution).
+    pub fn scale(&self, level: usize) -> f64 {
+        match &self.mode {
+            Mode::Real { scales, .. } => scales[level.min(scales.len() - 1)],
+            Mode::Sym { .. } => 1.0,
+        }
+    }
+
+    fn counts(&self) -> &OpCounts {
+        match &self.mode {
+            Mode::Real { ops, .. } => ops.counts(),
+            Mode::Sym { counts, .. } => counts,
+        }
+    }
+
+    /// Level of a ciphertext.
+    pub fn level(&self, ct: &Ct) -> usize {
+        match ct {
+            Ct::Real(c) => c.level(),
+            Ct::Sym { level } => *level,
+        }
+    }
+
+    /// Encodes a vector (counted as `encode`).
+    pub fn encode(&self, values: &[f64], level: usize, scale: f64) -> R<Pt> {
+        match &self.mode {
+            Mode::Real { ops, .. } => Ok(Pt::Real(ops.encode(values, level, scale)?)),
+            Mode::Sym { counts, .. } => {
+                OpCounts::bump(&counts.encode);
+                Ok(Pt::Sym {
+                    level,
+                    zero: values.iter().all(|v| *v == 0.0),
+                })
+            }
+        }
+    }
+
+    /// Encodes a scalar into every slot (counted as `encode`).
+    pub fn encode_scalar(&self, value: f64, level: usize, scale: f64) -> R<Pt> {
+        match &self.mode {
+            Mode::Real { ops, .. } => Ok(Pt::Real(ops.encode_scalar(value, level, scale)?)),
+            Mode::Sym { counts, .. } => {
+                OpCounts::bump(&counts.encode);
+                Ok(Pt::Sym {
+                    level,
+                    zero: value == 0.0,
+                })
+            }
+        }
+    }
+
+    /// Records a product skipped because its weight is exactly zero, without encoding it.
+    pub fn skip_zero(&self) {
+        OpCounts::bump(&self.counts().skipped_zero);
+    }
+
+    /// A copy (not counted).
+    pub fn copy(&self, a: &Ct) -> R<Ct> {
+        Ok(match a {
+            Ct::Real(c) => Ct::Real(c.try_clone()?),
+            Ct::Sym { level } => Ct::Sym { level: *level },
+        })
+    }
+
+    /// `acc += b`.
+    pub fn add_assign(&self, acc: &mut Ct, b: &Ct) -> R<()> {
+        match (&self.mode, acc, b) {
+            (Mode::Real { ops, .. }, Ct::Real(a), Ct::Real(b)) => Ok(ops.add_assign(a, b)?),
+            (Mode::Sym { counts, .. }, Ct::Sym { level: a }, Ct::Sym { level: b }) => {
+                same_level("add", *a, *b)?;
+                OpCounts::bump(&counts.hadd);
+                Ok(())
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Adds `b` to an optional accumulator (taking `b` as the first term).
+    pub fn accumulate(&self, acc: &mut Option<Ct>, b: Ct) -> R<()> {
+        match acc {
+            Some(a) => self.add_assign(a, &b),
+            None => {
+                *acc = Some(b);
+                Ok(())
+            }
+        }
+    }
+
+    /// `acc += p`.
+    pub fn add_plain_assign(&self, acc: &mut Ct, p: &Pt) -> R<()> {
+        match (&self.mode, acc, p) {
+            (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => Ok(ops.add_plain_assign(a, p)?),
+            (Mode::Sym { counts, .. }, Ct::Sym { level }, Pt::Sym { level: pl, .. }) => {
+                same_level("add_plain", *level, *pl)?;
+                OpCounts::bump(&counts.hadd);
+                Ok(())
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// `a × p`, `None` (counted `skipped_zero`) when `p` is zero.
+    pub fn multiply_plain(&self, a: &Ct, p: &Pt) -> R<Option<Ct>> {
+        match (&self.mode, a, p) {
+            (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => {
+                Ok(ops.multiply_plain(a, p)?.map(Ct::Real))
+            }
+            (Mode::Sym { counts, .. }, Ct::Sym { level }, Pt::Sym { level: pl, zero }) => {
+                same_level("multiply_plain", *level, *pl)?;
+                if *zero {
+                    OpCounts::bump(&counts.skipped_zero);
+                    return Ok(None);
+                }
+                OpCounts::bump(&counts.hmulplain);
+                Ok(Some(Ct::Sym { level: *level }))
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// `a²`, relinearized.
+    pub fn square(&self, a: &Ct) -> R<Ct> {
+        match (&self.mode, a) {
+            (Mode::Real { ops, .. }, Ct::Real(a)) => {
+                let mut s = ops.square(a)?;
+                ops.relinearize(&mut s)?;
+                Ok(Ct::Real(s))
+            }
+            (Mode::Sym { counts, .. }, Ct::Sym { level }) => {
+                OpCounts::bump(&counts.hsquare);
+                OpCounts::bump(&counts.relinearize);
+                Ok(Ct::Sym { level: *level })
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// `a × b`, relinearized.
+    pub fn multiply(&self, a: &Ct, b: &Ct) -> R<Ct> {
+        match (&self.mode, a, b) {
+            (Mode::Real { ops, .. }, Ct::Real(a), Ct::Real(b)) => {
+                let mut s = ops.multiply(a, b)?;
+                ops.relinearize(&mut s)?;
+                Ok(Ct::Real(s))
+            }
+            (Mode::Sym { counts, .. }, Ct::Sym { level: a }, Ct::Sym { level: b }) => {
+                same_level("multiply", *a, *b)?;
+                OpCounts::bump(&counts.hmul);
+                OpCounts::bump(&counts.relinearize);
+                Ok(Ct::Sym { level: *a })
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Rescale in place (level − 1).
+    pub fn rescale(&self, a: &mut Ct) -> R<()> {
+        match (&self.mode, a) {
+            (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(ops.rescale(a)?),
+            (Mode::Sym { counts, .. }, Ct::Sym { level }) => {
+                if *level == 0 {
+                    return Err(HeError::TooDeep);
+                }
+                OpCounts::bump(&counts.rescale);
+                *level -= 1;
+                Ok(())
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Drops primes until `a` is at `level`.
+    pub fn mod_switch_to(&self, a: &mut Ct, level: usize) -> R<()> {
+        match (&self.mode, a) {
+            (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(ops.mod_switch_to(a, level)?),
+            (Mode::Sym { counts, .. }, Ct::Sym { level: l }) => {
+                if level > *l {
+                    return Err(HeError::Internal(format!(
+                        "mod-switch from level {l} up to {level}"
+                    )));
+                }
+                if level < *l {
+                    OpCounts::bump(&counts.mod_switch);
+                    *l = level;
+                }
+                Ok(())
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// Rotates left by `step` (right if negative).
+    pub fn rotate(&self, a: &Ct, step: i64) -> R<Ct> {
+        match (&self.mode, a) {
+            (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(Ct::Real(ops.rotate(a, step)?)),
+            (Mode::Sym { counts, steps }, Ct::Sym { level }) => {
+                OpCounts::bump(&counts.rotation);
+                let s = step.rem_euclid(self.slots as i64);
+                if s == 0 {
+                    OpCounts::bump(&counts.rotation_zero);
+                } else {
+                    lock(steps).insert(s);
+                }
+                Ok(Ct::Sym { level: *level })
+            }
+            _ => Err(mixed()),
+        }
+    }
+
+    /// The real ciphertext inside (for decryption by the client).
+    pub fn into_real(ct: Ct) -> R<Ciphertext> {
+        match ct {
+            Ct::Real(c) => Ok(c),
+            Ct::Sym { .. } => Err(mixed()),
+        }
+    }
+}
+
+/// Scales by level: `S_top = 2^scale_bits`, `S_{ℓ−1} = S_ℓ² / q_ℓ`. With this table a product
+/// of two level-ℓ operands (or a level-ℓ ciphertext and a plaintext encoded at scale `S_ℓ`)
+/// rescales to exactly `S_{ℓ−1}`, so terms always add without scale fix-ups.
+pub fn level_scales(ctx: &seal::Context) -> R<Vec<f64>> {
+    let top = ctx.top_level();
+    let mut scales = vec![0.0; top + 1];
+    scales[top] = ctx.params().scale();
+    for level in (1..=top).rev() {
+        scales[level - 1] = scales[level] * scales[level] / ctx.prime(level)? as f64;
+    }
+    Ok(scales)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn same_level(op: &str, a: usize, b: usize) -> R<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(HeError::Internal(format!("{op} of levels {a} and {b}")))
+    }
+}
+
+fn mixed() -> HeError {
+    HeError::Internal("real and symbolic values mixed".into())
+}

@@ -1,0 +1,222 @@
+//! The packings: interchangeable strategies that lay images out in slots and evaluate a
+//! network on that layout. `channel` is the paper's channel-wise method (one image, one
+//! ciphertext per channel); `batch` is batch-axis (slot s of every ciphertext is image s).
+//!
+//! Client side ([`encrypt_run`], [`decrypt_run`]) and server side ([`evaluate_run`]) are
+//! separate functions: the server one only ever sees an `Evaluator`.
+
+pub mod batch;
+pub mod channel;
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::exec::{Ct, Exec, Pt};
+use super::{HeError, Network};
+use crate::model::Dense;
+use crate::seal::{Ciphertext, Client, Evaluator, OpCounts, OpTally};
+
+/// A way of packing images into ciphertexts and evaluating a network on them.
+pub trait Packing: Sync {
+    /// The name used in jobs, plans and result files.
+    fn name(&self) -> &'static str;
+    /// Images evaluated together in one run with `slots` slots per ciphertext.
+    fn images_per_run(&self, slots: usize) -> usize;
+    /// Whether the network's layout fits in `slots` slots (the error says why not).
+    fn fits(&self, net: &Network, slots: usize) -> Result<(), String>;
+    /// How many slots' rounding noise can add up in one output value (a rotate-and-sum over
+    /// every slot sums them all); scales the plan's logit tolerance.
+    fn noise_gain(&self, net: &Network, slots: usize) -> f64;
+    /// Number of input ciphertexts of one run.
+    fn input_count(&self, net: &Network) -> usize;
+    /// Client side: the slot vectors to encrypt for these preprocessed images.
+    fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>>;
+    /// Server side: evaluates the network. `stage` is called after each stage (a layer, or
+    /// layers fused for streaming) with the stage's name.
+    fn evaluate(
+        &self,
+        exec: &Exec,
+        net: &Network,
+        input: Vec<Ct>,
+        stage: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Ct>, HeError>;
+    /// Client side: each image's logits from the decrypted output slot vectors.
+    fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>>;
+}
+
+/// The packings by name.
+pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
+    match name {
+        "channel" => Ok(&channel::ChannelWise),
+        "batch" => Ok(&batch::BatchAxis),
+        _ => Err(HeError::UnknownPacking(name.to_string())),
+    }
+}
+
+/// Names of all packings.
+pub const NAMES: &[&str] = &["channel", "batch"];
+
+/// Operations and time of one stage of an evaluation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub counts: OpTally,
+    pub seconds: f64,
+}
+
+/// What one evaluation cost.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub stages: Vec<Stage>,
+    pub totals: OpTally,
+    pub seconds: f64,
+}
+
+/// Client side: encrypts the images of one run at the top level.
+pub fn encrypt_run(
+    client: &Client,
+    packing: &dyn Packing,
+    net: &Network,
+    images: &[Vec<f64>],
+) -> Result<Vec<Ciphertext>, HeError> {
+    let ctx = client.context();
+    let capacity = packing.images_per_run(ctx.slots());
+    if images.len() > capacity {
+        return Err(HeError::TooManyImages(images.len(), capacity));
+    }
+    let top = ctx.top_level();
+    use rayon::prelude::*;
+    packing
+        .input_vectors(net, ctx.slots(), images)
+        .par_iter()
+        .map(|v| Ok(client.encrypt(v, top, ctx.params().scale())?))
+        .collect()
+}
+
+/// Server side: evaluates one run, counting every operation per stage.
+pub fn evaluate_run(
+    evaluator: &Evaluator,
+    packing: &dyn Packing,
+    net: &Network,
+    input: Vec<Ciphertext>,
+) -> Result<(Vec<Ciphertext>, Evaluation), HeError> {
+    let counts = OpCounts::default();
+    let exec = Exec::real(evaluator.ops(&counts))?;
+    let start = Instant::now();
+    let mut stages = Vec::new();
+    let (mut last_counts, mut last_time) = (OpTally::default(), Instant::now());
+    let out = packing.evaluate(
+        &exec,
+        net,
+        input.into_iter().map(Ct::Real).collect(),
+        &mut |name| {
+            let now = counts.snapshot();
+            stages.push(Stage {
+                name: name.to_string(),
+                counts: now - last_counts,
+                seconds: last_time.elapsed().as_secs_f64(),
+            });
+            (last_counts, last_time) = (now, Instant::now());
+        },
+    )?;
+    let out = out
+        .into_iter()
+        .map(Exec::into_real)
+        .collect::<Result<Vec<_>, _>>()?;
+    let evaluation = Evaluation {
+        stages,
+        totals: counts.snapshot(),
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((out, evaluation))
+}
+
+/// Client side: decrypts a run's outputs into each image's logits.
+pub fn decrypt_run(
+    client: &Client,
+    packing: &dyn Packing,
+    net: &Network,
+    outputs: &[Ciphertext],
+    images: usize,
+) -> Result<Vec<Vec<f64>>, HeError> {
+    use rayon::prelude::*;
+    let slots = outputs
+        .par_iter()
+        .map(|c| Ok(client.decrypt(c)?))
+        .collect::<Result<Vec<_>, HeError>>()?;
+    Ok(packing.logits(net, &slots, images))
+}
+
+/// Runs `f` for every index in parallel and collects the results in order.
+pub(crate) fn par_map<T: Send>(
+    n: usize,
+    f: impl Fn(usize) -> Result<T, HeError> + Sync + Send,
+) -> Result<Vec<T>, HeError> {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().map(f).collect()
+}
+
+/// Consumes `items`, applying `f(item, index)` to each in parallel, results in order.
+pub(crate) fn par_each<T: Send, U: Send>(
+    items: Vec<T>,
+    f: impl Fn(T, usize) -> Result<U, HeError> + Sync + Send,
+) -> Result<Vec<U>, HeError> {
+    use rayon::prelude::*;
+    items
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, t)| f(t, i))
+        .collect()
+}
+
+/// A dense layer on replicated values: `out_u = Σ_f w[u][f]·x_f + b_u`, all scalar products.
+pub(crate) fn dense_flat(
+    exec: &Exec,
+    d: &Dense,
+    cts: &[Ct],
+    zero: impl Fn(usize) -> HeError + Sync,
+) -> Result<Vec<Ct>, HeError> {
+    let level = exec.level(&cts[0]);
+    let s = exec.scale(level);
+    par_map(d.out, |u| {
+        let mut acc = None;
+        for (f, ct) in cts.iter().enumerate() {
+            let w = d.weight[u * d.inp + f];
+            if w == 0.0 {
+                exec.skip_zero();
+                continue;
+            }
+            if let Some(p) = exec.multiply_plain(ct, &exec.encode_scalar(w, level, s)?)? {
+                exec.accumulate(&mut acc, p)?;
+            }
+        }
+        let mut acc = acc.ok_or_else(|| zero(u))?;
+        if d.bias[u] != 0.0 {
+            exec.add_plain_assign(&mut acc, &exec.encode_scalar(d.bias[u], level, s * s)?)?;
+        }
+        exec.rescale(&mut acc)?;
+        Ok(acc)
+    })
+}
+
+/// `m·x + off` on one ciphertext; `constant` encodes the offset where it belongs.
+pub(crate) fn affine(
+    exec: &Exec,
+    ct: Ct,
+    m: f64,
+    off: f64,
+    constant: &dyn Fn(f64, usize, f64) -> Result<Pt, HeError>,
+) -> Result<Ct, HeError> {
+    let level = exec.level(&ct);
+    let s = exec.scale(level);
+    let pm = exec.encode_scalar(m, level, s)?;
+    let mut y = exec
+        .multiply_plain(&ct, &pm)?
+        .ok_or_else(|| HeError::Internal("batch-norm multiplier is zero".into()))?;
+    if off != 0.0 {
+        exec.add_plain_assign(&mut y, &constant(off, level, s * s)?)?;
+    }
+    exec.rescale(&mut y)?;
+    Ok(y)
+}

@@ -1,0 +1,205 @@
+//! Planning before any key exists: the depth of a (folded) network under a packing, the
+//! smallest 128-bit-secure CKKS parameters that hold it, the exact rotation steps (Galois keys
+//! for those only), and the count of every operation per stage, all from a symbolic run of the
+//! packing's own evaluation code.
+
+use serde::Serialize;
+
+use super::exec::{Ct, Exec};
+use super::packing::Packing;
+use super::{HeError, Network};
+use crate::seal::{CkksParams, OpCounts, OpTally};
+
+/// Ring degrees tried, smallest first.
+pub const DEGREES: [u64; 3] = [8192, 16384, 32768];
+/// Preferred and smallest acceptable scale bits.
+pub const SCALE_BITS: (u32, u32) = (40, 30);
+/// Bits of headroom above the scale in the first prime (values up to ±2^19 at the output).
+pub const HEADROOM_BITS: u32 = 20;
+/// The special (key-switching) prime.
+pub const SPECIAL_BITS: i32 = 60;
+
+/// Operations of one stage (a layer, or layers evaluated together).
+#[derive(Clone, Debug, Serialize)]
+pub struct StagePlan {
+    pub name: String,
+    pub counts: OpTally,
+}
+
+/// Everything decided before encryption.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub packing: String,
+    pub params: CkksParams,
+    /// Levels the network consumes (rescales on the longest path).
+    pub depth: usize,
+    pub slots: usize,
+    /// Images per run (1 for channel-wise, the slot count for batch-axis).
+    pub images_per_run: usize,
+    /// Input ciphertexts per run.
+    pub input_ciphertexts: usize,
+    /// Rotation steps needing a Galois key (normalised to 1..slots).
+    pub rotation_steps: Vec<i64>,
+    pub layers: Vec<StagePlan>,
+    /// Operations per run.
+    pub totals: OpTally,
+    /// The largest absolute difference between decrypted and plain logits this plan allows.
+    pub logit_tolerance: f64,
+}
+
+/// Plans `net` under `packing`.
+pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
+    // The depth does not depend on the ring: run once with an ample chain.
+    const PROBE: usize = 64;
+    let probe = symbolic(packing, net, 1 << 12, PROBE)?;
+    let depth = PROBE - probe.out_level;
+    let mut reasons = Vec::new();
+    for n in DEGREES {
+        let slots = (n / 2) as usize;
+        if let Err(why) = packing.fits(net, slots) {
+            log::debug!("N={n}: {why}");
+            reasons.push(format!("N={n}: {why}"));
+            continue;
+        }
+        let max = CkksParams::max_bits_128(n)?;
+        let Some(scale_bits) = (SCALE_BITS.1..=SCALE_BITS.0)
+            .rev()
+            .find(|&s| chain(depth, s).iter().sum::<i32>() <= max)
+        else {
+            reasons.push(format!(
+                "N={n}: depth {depth} needs more than its {max} bits even at 2^{} scale",
+                SCALE_BITS.1
+            ));
+            continue;
+        };
+        let run = symbolic(packing, net, slots, depth)?;
+        return Ok(Plan {
+            packing: packing.name().to_string(),
+            params: CkksParams {
+                poly_modulus_degree: n,
+                coeff_modulus_bits: chain(depth, scale_bits),
+                scale_bits,
+            },
+            depth,
+            slots,
+            images_per_run: packing.images_per_run(slots),
+            input_ciphertexts: packing.input_count(net),
+            rotation_steps: run.steps,
+            totals: run.stages.iter().map(|s| s.counts).sum(),
+            layers: run.stages,
+            logit_tolerance: tolerance(scale_bits, packing.noise_gain(net, slots)),
+        });
+    }
+    Err(HeError::NoParameters(reasons.join("; ")))
+}
+
+/// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
+pub fn chain(depth: usize, scale_bits: u32) -> Vec<i32> {
+    let first = (scale_bits + HEADROOM_BITS).min(60) as i32;
+    let mut bits = vec![first];
+    bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
+    bits.push(SPECIAL_BITS);
+    bits
+}
+
+/// The stated bound on |decrypted − plain| logits: 2^(20 − scale bits) per slot whose noise
+/// reaches an output (`gain`: 1 for batch-axis, the slot count where a rotate-and-sum adds all
+/// slots). Measured errors on the test networks sit 25–1000× below it (README).
+pub fn tolerance(scale_bits: u32, gain: f64) -> f64 {
+    2f64.powi(20 - scale_bits as i32) * (1.0 + gain)
+}
+
+struct SymbolicRun {
+    out_level: usize,
+    steps: Vec<i64>,
+    stages: Vec<StagePlan>,
+}
+
+fn symbolic(
+    packing: &dyn Packing,
+    net: &Network,
+    slots: usize,
+    top: usize,
+) -> Result<SymbolicRun, HeError> {
+    let counts = OpCounts::default();
+    let exec = Exec::symbolic(slots, &counts);
+    let input = (0..packing.input_count(net))
+        .map(|_| Ct::Sym { level: top })
+        .collect();
+    let mut stages = Vec::new();
+    let mut last = OpTally::default();
+    let out = packing.evaluate(&exec, net, input, &mut |name| {
+        let now = counts.snapshot();
+        stages.push(StagePlan {
+            name: name.to_string(),
+            counts: now - last,
+        });
+        last = now;
+    });
+    let out = match out {
+        Err(HeError::TooDeep) => {
+            return Err(HeError::NoParameters(format!(
+                "the network needs more than {top} levels"
+            )))
+        }
+        other => other?,
+    };
+    Ok(SymbolicRun {
+        out_level: out.first().map_or(top, |c| exec.level(c)),
+        steps: exec.steps(),
+        stages,
+    })
+}
+
+/// The plan as a human-readable table.
+pub fn table(plan: &Plan) -> String {
+    let p = &plan.params;
+    let mut out = format!(
+        "packing {} — N={} ({} slots), coefficient modulus {:?} ({} bits), scale 2^{}, depth {}, \
+         128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}\n\n",
+        plan.packing,
+        p.poly_modulus_degree,
+        plan.slots,
+        p.coeff_modulus_bits,
+        p.total_bits(),
+        p.scale_bits,
+        plan.depth,
+        plan.images_per_run,
+        plan.input_ciphertexts,
+        plan.rotation_steps.len(),
+        plan.logit_tolerance
+    );
+    let cols = [
+        "hmulplain",
+        "hsquare",
+        "hmul",
+        "hadd",
+        "rotation",
+        "relinearize",
+        "rescale",
+        "skipped_zero",
+    ];
+    out += &format!(
+        "| stage | {} |\n|---|{}\n",
+        cols.join(" | "),
+        "---:|".repeat(cols.len())
+    );
+    let row = |name: &str, t: &OpTally| {
+        let v = [
+            t.hmulplain,
+            t.hsquare,
+            t.hmul,
+            t.hadd,
+            t.rotation,
+            t.relinearize,
+            t.rescale,
+            t.skipped_zero,
+        ];
+        format!("| {name} | {} |\n", v.map(|x| x.to_string()).join(" | "))
+    };
+    for s in &plan.layers {
+        out += &row(&s.name, &s.counts);
+    }
+    out += &row("**total**", &plan.totals);
+    out
+}

@@ -1,0 +1,166 @@
+//! Encrypted inference on real SEAL ciphertexts: for small random networks covering every layer
+//! kind, under both packings, the decrypted logits equal the plain forward pass within the
+//! plan's tolerance and the counted operations equal the plan's prediction exactly.
+
+mod common;
+
+use common::Rng;
+use hejob::he::packing::{self, decrypt_run, encrypt_run, evaluate_run};
+use hejob::he::{plan::plan, Network};
+use hejob::model::plain::forward;
+use hejob::model::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Shape};
+use hejob::seal::{Client, Context, Evaluator};
+
+fn conv(r: &mut Rng, ic: usize, oc: usize, k: usize, stride: usize, padding: usize) -> LayerKind {
+    let std = (1.0 / (ic * k * k) as f64).sqrt();
+    LayerKind::Conv(Conv {
+        oc,
+        ic,
+        kh: k,
+        kw: k,
+        stride,
+        padding,
+        weight: r.vec(oc * ic * k * k, -std, std),
+        bias: r.vec(oc, -0.1, 0.1),
+    })
+}
+
+fn bn(r: &mut Rng, c: usize) -> LayerKind {
+    LayerKind::BatchNorm(BatchNorm {
+        gamma: r.vec(c, 0.8, 1.2),
+        beta: r.vec(c, -0.2, 0.2),
+        mean: r.vec(c, -0.2, 0.2),
+        var: r.vec(c, 0.5, 1.5),
+        eps: 1e-5,
+    })
+}
+
+fn dense(r: &mut Rng, inp: usize, out: usize) -> LayerKind {
+    let std = (1.0 / inp as f64).sqrt();
+    LayerKind::Dense(Dense {
+        out,
+        inp,
+        weight: r.vec(out * inp, -std, std),
+        bias: r.vec(out, -0.1, 0.1),
+    })
+}
+
+fn poly(c: &[f64], name: &str) -> LayerKind {
+    LayerKind::Activation(Activation::Poly(c.to_vec()), name.into())
+}
+
+fn named(kinds: Vec<LayerKind>) -> Vec<Layer> {
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Layer::new(format!("l{i}"), k))
+        .collect()
+}
+
+/// Network A: an unfoldable input batch-norm, padded conv, degree-2 activation, average pool,
+/// strided conv with a zero weight, degree-4 activation, flatten, dense.
+fn network_a(r: &mut Rng) -> (Shape, Vec<Layer>) {
+    let input = Shape::new(2, 8, 8);
+    let mut c2 = conv(r, 3, 4, 3, 2, 0);
+    if let LayerKind::Conv(c) = &mut c2 {
+        c.weight[5] = 0.0;
+    }
+    let layers = named(vec![
+        bn(r, 2),
+        conv(r, 2, 3, 3, 1, 1),
+        bn(r, 3),
+        poly(&[0.24, 0.5, 0.1], "swish-rg5-deg2"),
+        LayerKind::AvgPool(AvgPool {
+            kernel: 2,
+            stride: 2,
+            scale: 0.25,
+        }),
+        c2,
+        poly(&[0.1773, 0.5, 0.128, 0.0, -0.001328], "swish-rg7-deg4"),
+        LayerKind::Flatten,
+        dense(r, 4, 5),
+    ]);
+    (input, layers)
+}
+
+/// Network B: square activation, global average pooling, a cubic with a non-monic leading
+/// coefficient between two dense layers.
+fn network_b(r: &mut Rng) -> (Shape, Vec<Layer>) {
+    let input = Shape::new(1, 6, 6);
+    let layers = named(vec![
+        conv(r, 1, 3, 3, 1, 0),
+        poly(&[0.0, 0.0, 1.0], "square"),
+        LayerKind::GlobalAvgPool { scale: None },
+        dense(r, 3, 4),
+        poly(&[0.2, 0.5, 0.05, 0.02], "cubic"),
+        dense(r, 4, 3),
+    ]);
+    (input, layers)
+}
+
+fn check(packing_name: &str, input: Shape, layers: &[Layer], images: usize, seed: u64) {
+    let packing = packing::by_name(packing_name).unwrap();
+    let net = Network::from_layers(input, layers).unwrap();
+    let plan = plan(packing, &net).unwrap();
+    let ctx = Context::new(&plan.params).unwrap();
+    let client = Client::new(ctx.clone()).unwrap();
+    let keys = client.evaluation_keys(&plan.rotation_steps, true).unwrap();
+    let evaluator = Evaluator::new(ctx.clone(), keys).unwrap();
+    let mut r = Rng(seed);
+    let xs: Vec<Vec<f64>> = (0..images).map(|_| r.vec(input.len(), -1.0, 1.0)).collect();
+    let per_run = plan.images_per_run;
+    let mut worst = 0f64;
+    for chunk in xs.chunks(per_run) {
+        let cts = encrypt_run(&client, packing, &net, chunk).unwrap();
+        let (out, eval) = evaluate_run(&evaluator, packing, &net, cts).unwrap();
+        assert_eq!(
+            eval.totals, plan.totals,
+            "{packing_name}: counted ops differ from the plan"
+        );
+        assert_eq!(eval.stages.len(), plan.layers.len());
+        for (got, want) in eval.stages.iter().zip(&plan.layers) {
+            assert_eq!((&got.name, got.counts), (&want.name, want.counts));
+        }
+        let logits = decrypt_run(&client, packing, &net, &out, chunk.len()).unwrap();
+        for (x, he) in chunk.iter().zip(&logits) {
+            let plain = forward(layers, input, x);
+            assert_eq!(he.len(), plain.len());
+            for (a, b) in he.iter().zip(&plain) {
+                worst = worst.max((a - b).abs());
+            }
+        }
+    }
+    eprintln!(
+        "{packing_name}: N={} depth {} max |he − plain| = {worst:.3e} (tolerance {:.1e})",
+        plan.params.poly_modulus_degree, plan.depth, plan.logit_tolerance
+    );
+    assert!(
+        worst <= plan.logit_tolerance,
+        "{packing_name}: logit error {worst} > {}",
+        plan.logit_tolerance
+    );
+}
+
+#[test]
+fn channel_packing_network_a() {
+    let (input, layers) = network_a(&mut Rng(11));
+    check("channel", input, &layers, 2, 1);
+}
+
+#[test]
+fn channel_packing_network_b() {
+    let (input, layers) = network_b(&mut Rng(12));
+    check("channel", input, &layers, 2, 2);
+}
+
+#[test]
+fn batch_packing_network_a() {
+    let (input, layers) = network_a(&mut Rng(11));
+    check("batch", input, &layers, 16, 3);
+}
+
+#[test]
+fn batch_packing_network_b() {
+    let (input, layers) = network_b(&mut Rng(12));
+    check("batch", input, &layers, 16, 4);
+}

@@ -1,0 +1,146 @@
+//! Planning: the paper's operation counts, parameter choice, and clear errors before any key.
+
+use std::process::Command;
+
+use hejob::he::packing::by_name;
+use hejob::he::{plan::plan, Network};
+use hejob::model::arch::{random_model, Arch};
+use hejob::model::{Activation, Layer, LayerKind, Shape};
+
+fn mnist(act: &str, conv2: usize) -> Network {
+    Network::from_model(&random_model(Arch::Mnist3Layer, act, Some(conv2), 1).unwrap()).unwrap()
+}
+
+#[test]
+fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
+    for c2 in [50usize, 40, 32] {
+        let p = plan(by_name("channel").unwrap(), &mnist("square", c2)).unwrap();
+        let t = p.totals;
+        let c2 = c2 as u64;
+        assert_eq!(t.rotation, 25 + 125 + c2 + 10 * 13, "C2={c2}");
+        assert_eq!(t.hmulplain, 125 + 125 * c2 + 10);
+        assert_eq!(t.hsquare, 5 + c2);
+        assert_eq!(t.relinearize, 5 + c2);
+        assert_eq!(t.rescale, 5 + 5 + 2 * c2 + 10);
+        assert_eq!(p.params.poly_modulus_degree, 16384);
+        assert_eq!(p.slots, 8192);
+    }
+    let paper = plan(by_name("channel").unwrap(), &mnist("square", 50)).unwrap();
+    assert_eq!(
+        (
+            paper.totals.rotation,
+            paper.totals.hmulplain,
+            paper.totals.rescale
+        ),
+        (330, 6385, 120)
+    );
+}
+
+#[test]
+fn batch_counts_follow_table_4_1() {
+    let p = plan(by_name("batch").unwrap(), &mnist("square", 50)).unwrap();
+    // conv: OC·IC·KH·KW·OH·OW; FC: OU·IU; square: one per value
+    assert_eq!(
+        p.totals.hmulplain,
+        5 * 25 * 144 + 50 * 5 * 25 * 16 + 10 * 800
+    );
+    assert_eq!(p.totals.hsquare, 5 * 144 + 50 * 16);
+    assert_eq!(p.totals.rotation, 0);
+    assert!(p.rotation_steps.is_empty());
+    assert_eq!((p.images_per_run, p.input_ciphertexts), (8192, 784));
+}
+
+#[test]
+fn deeper_activations_cost_more_levels_and_parameters_stay_secure() {
+    let square = plan(by_name("channel").unwrap(), &mnist("square", 50)).unwrap();
+    let deg2 = plan(by_name("channel").unwrap(), &mnist("swish-rg5-deg2", 50)).unwrap();
+    let deg4 = plan(by_name("channel").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    assert_eq!((square.depth, deg2.depth, deg4.depth), (5, 5, 7));
+    for p in [&square, &deg2, &deg4] {
+        let max = hejob::seal::CkksParams::max_bits_128(p.params.poly_modulus_degree).unwrap();
+        assert!(p.params.total_bits() <= max);
+        assert_eq!(p.params.coeff_modulus_bits.len(), p.depth + 2);
+    }
+}
+
+#[test]
+fn too_deep_and_non_polynomial_networks_fail_at_planning() {
+    let mut layers = Vec::new();
+    for i in 0..40 {
+        layers.push(Layer::new(
+            format!("sq{i}"),
+            LayerKind::Activation(Activation::Poly(vec![0.0, 0.0, 1.0]), "square".into()),
+        ));
+    }
+    let net = Network::from_layers(Shape::new(1, 1, 1), &layers).unwrap();
+    let err = plan(by_name("batch").unwrap(), &net)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no CKKS parameters at 128-bit security"),
+        "{err}"
+    );
+
+    let relu = Network::from_model(&random_model(Arch::Mnist3Layer, "relu", None, 0).unwrap());
+    let err = relu.unwrap_err().to_string();
+    assert!(
+        err.contains("layer 1 (act1)") && err.contains("not a polynomial"),
+        "{err}"
+    );
+    assert!(by_name("diagonal").is_err());
+}
+
+#[test]
+fn plan_command_prints_the_json_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m.h5");
+    let m = m.to_str().unwrap();
+    let ok = Command::new(env!("CARGO_BIN_EXE_hejob"))
+        .args([
+            "model",
+            "new",
+            "--arch",
+            "mnist-3layer",
+            "--activation",
+            "square",
+            "--out",
+            m,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_hejob"))
+        .args(["plan", "--model", m, "--packing", "channel", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["params"]["poly_modulus_degree"], 16384);
+    assert_eq!(v["params"]["scale_bits"], 40);
+    assert!(v["params"]["coeff_modulus_bits"].is_array());
+    assert!(v["rotation_steps"].as_array().unwrap().len() > 50);
+    for key in [
+        "hmulplain",
+        "hsquare",
+        "hmul",
+        "hadd",
+        "rotation",
+        "relinearize",
+        "rescale",
+        "skipped_zero",
+    ] {
+        assert!(v["totals"][key].is_u64(), "totals.{key}");
+    }
+    assert_eq!(v["totals"]["rotation"], 330);
+    assert!(v["layers"].as_array().unwrap().len() >= 5);
+    let bad = Command::new(env!("CARGO_BIN_EXE_hejob"))
+        .args(["plan", "--model", m, "--packing", "diagonal"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown packing"));
+}
