@@ -135,3 +135,159 @@ pub fn markdown(results: &[OpBench]) -> String {
     size_row("relinearization key", &|r| r.relin_key_bytes);
     out
 }
+
+/// One packing benchmark: a model of the paper's architecture with random weights, one run.
+#[derive(Debug, Serialize)]
+pub struct PackingBench {
+    pub arch: String,
+    pub activation: String,
+    pub packing: String,
+    pub threads: usize,
+    pub params: CkksParams,
+    pub depth: usize,
+    pub images_per_run: usize,
+    pub keygen_s: f64,
+    /// Server-side seconds of the measured run (the last of `runs`).
+    pub latency_s: f64,
+    pub per_image_s: f64,
+    pub stages: Vec<crate::he::packing::Stage>,
+    pub totals: crate::seal::OpTally,
+    pub peak_rss_mb: Option<f64>,
+    pub evaluation_keys_mb: f64,
+    pub max_abs_error: f64,
+}
+
+/// Benchmarks `packing` on a random `arch` model with `activation`, on `threads` threads:
+/// `runs` consecutive runs in one process, the last one reported (the paper reports runs 2–4).
+pub fn bench_packing(
+    arch: crate::model::arch::Arch,
+    activation: &str,
+    packing: &str,
+    threads: usize,
+    runs: usize,
+    batch_images: Option<usize>,
+) -> std::result::Result<PackingBench, crate::Error> {
+    use crate::he::{infer::Session, packing::by_name};
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| crate::Error::Usage(format!("thread pool: {e}")))?;
+    pool.install(|| {
+        let model = crate::model::arch::random_model(arch, activation, None, 0)?;
+        let keygen = Instant::now();
+        let session = Session::new(model, by_name(packing)?)?;
+        let keygen_s = keygen.elapsed().as_secs_f64();
+        let keys_mb = session.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
+        // peak memory of the runs, with the keys resident but without the serialization above
+        reset_peak_rss();
+        let n = batch_images
+            .unwrap_or(session.plan.images_per_run)
+            .min(session.plan.images_per_run);
+        let images = synthetic_images(session.model.input, n);
+        let indices: Vec<usize> = (0..n).collect();
+        let mut last = None;
+        for r in 0..runs.max(1) {
+            log::info!(
+                "{} {activation} {packing} on {threads} thread(s): run {}",
+                arch.name(),
+                r + 1
+            );
+            last = Some(session.classify_run(&images, &indices)?);
+        }
+        let (records, eval) = last.expect("at least one run");
+        Ok(PackingBench {
+            arch: arch.name().to_string(),
+            activation: activation.to_string(),
+            packing: packing.to_string(),
+            threads,
+            params: session.plan.params.clone(),
+            depth: session.plan.depth,
+            images_per_run: n,
+            keygen_s,
+            latency_s: eval.seconds,
+            per_image_s: eval.seconds / n as f64,
+            stages: eval.stages,
+            totals: eval.totals,
+            peak_rss_mb: peak_rss_mb(),
+            evaluation_keys_mb: keys_mb,
+            max_abs_error: records.iter().map(|r| r.max_abs_error).fold(0.0, f64::max),
+        })
+    })
+}
+
+/// Deterministic pseudo-random pixel bytes (benchmarks measure cost, not accuracy).
+fn synthetic_images(shape: crate::model::Shape, n: usize) -> crate::data::Images {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let pixels = (0..n * shape.len())
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect();
+    crate::data::Images {
+        shape,
+        pixels,
+        labels: vec![0; n],
+    }
+}
+
+/// Resets the kernel's peak-RSS mark of this process (Linux; ignored elsewhere).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Peak resident memory of this process since the last reset, in MB (Linux).
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1e3)
+}
+
+/// The packing benchmarks as markdown: a summary table and a per-stage table.
+pub fn packing_markdown(results: &[PackingBench]) -> String {
+    let mut out = String::from(
+        "| network | activation | packing | threads | N | depth | images/run | latency (s) | per image (s) | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.4} | {} | {} | {} | {} | {:.1} | {:.0} | {} | {:.1e} |\n",
+            r.arch,
+            r.activation,
+            r.packing,
+            r.threads,
+            r.params.poly_modulus_degree,
+            r.depth,
+            r.images_per_run,
+            r.latency_s,
+            r.per_image_s,
+            r.totals.hmulplain,
+            r.totals.hsquare,
+            r.totals.rotation,
+            r.totals.rescale,
+            r.keygen_s,
+            r.evaluation_keys_mb,
+            r.peak_rss_mb.map_or("n/a".into(), |m| format!("{m:.0}")),
+            r.max_abs_error
+        );
+    }
+    out += "\nPer-stage time (s) of each run above:\n\n| network | activation | packing | threads | stages |\n|---|---|---|---:|---|\n";
+    for r in results {
+        let stages: Vec<String> = r
+            .stages
+            .iter()
+            .map(|s| format!("{} {:.2}", s.name, s.seconds))
+            .collect();
+        out += &format!(
+            "| {} | {} | {} | {} | {} |\n",
+            r.arch,
+            r.activation,
+            r.packing,
+            r.threads,
+            stages.join(", ")
+        );
+    }
+    out
+}

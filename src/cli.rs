@@ -75,6 +75,42 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the packings on the paper's networks (random weights): latency with each
+    /// thread count, per-stage time, operation counts, peak memory, key sizes.
+    BenchPackings {
+        #[arg(long, value_delimiter = ',', default_value = "mnist-3layer")]
+        arch: Vec<Arch>,
+        #[arg(long, value_delimiter = ',', default_values_t = ["square".to_string(), "swish-rg5-deg2".to_string(), "swish-rg7-deg4".to_string()])]
+        activations: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = ["channel".to_string(), "batch".to_string()])]
+        packings: Vec<String>,
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+        threads: Vec<usize>,
+        /// Consecutive runs per configuration; the last is reported.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        /// Images per batch-axis run (default: a full batch of N/2).
+        #[arg(long)]
+        batch_images: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
+    /// and compare each with the plaintext reference.
+    Infer {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        packing: String,
+        #[arg(long, default_value_t = 1)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -170,6 +170,74 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 fetch::fetch(&dir, d, &sources)?;
             }
         }
+        Command::BenchPackings {
+            arch,
+            activations,
+            packings,
+            threads,
+            runs,
+            batch_images,
+            json,
+        } => {
+            let mut results = Vec::new();
+            for a in &arch {
+                for act in &activations {
+                    for p in &packings {
+                        for &t in &threads {
+                            let r = bench::bench_packing(*a, act, p, t, runs, batch_images)?;
+                            eprint!("{}", bench::packing_markdown(std::slice::from_ref(&r)));
+                            results.push(r);
+                        }
+                    }
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                print!("{}", bench::packing_markdown(&results));
+            }
+        }
+        Command::Infer {
+            model,
+            packing,
+            limit,
+            offset,
+            data_dir,
+            json,
+        } => {
+            let m = file::load(&model)?;
+            let images = m
+                .dataset
+                .load_test(&data::resolve_dir(data_dir.as_deref()))?;
+            if offset + limit > images.len() {
+                return Err(Error::Usage(format!(
+                    "images {offset}..{} are beyond the {} test images",
+                    offset + limit,
+                    images.len()
+                )));
+            }
+            let session = he::infer::Session::new(m, he::packing::by_name(&packing)?)?;
+            let indices: Vec<usize> = (offset..offset + limit).collect();
+            let (records, evals) = session.classify(&images, &indices)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "plan": session.plan, "images": records, "runs": evals })
+                );
+            } else {
+                for r in &records {
+                    println!(
+                        "image {:>5}  label {}  plain {}  he {}  max |error| {:.2e}  latency {:.2} s",
+                        r.index, r.label, r.plain_pred, r.he_pred, r.max_abs_error, r.latency_s
+                    );
+                }
+                let agree = records.iter().filter(|r| r.he_pred == r.plain_pred).count();
+                println!(
+                    "{agree}/{} HE predictions equal the plain ones",
+                    records.len()
+                );
+            }
+        }
         Command::BenchOps {
             degrees,
             seconds,

@@ -2,33 +2,10 @@
 
 mod common;
 
-use common::Rng;
+use common::{bn, conv, named, Rng};
 use hejob::model::fold::{fold_activation_leading, fold_batchnorm, fold_for_he, fold_pool_scales};
 use hejob::model::plain::forward;
-use hejob::model::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Shape};
-
-fn conv(r: &mut Rng, ic: usize, oc: usize, k: usize, stride: usize, padding: usize) -> LayerKind {
-    LayerKind::Conv(Conv {
-        oc,
-        ic,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        weight: r.vec(oc * ic * k * k, -0.5, 0.5),
-        bias: r.vec(oc, -0.1, 0.1),
-    })
-}
-
-fn bn(r: &mut Rng, c: usize) -> LayerKind {
-    LayerKind::BatchNorm(BatchNorm {
-        gamma: r.vec(c, 0.5, 1.5),
-        beta: r.vec(c, -0.3, 0.3),
-        mean: r.vec(c, -0.3, 0.3),
-        var: r.vec(c, 0.2, 2.0),
-        eps: 1e-5,
-    })
-}
+use hejob::model::{Activation, AvgPool, Dense, Layer, LayerKind, Shape};
 
 fn act(r: &mut Rng) -> LayerKind {
     match r.below(4) {
@@ -75,11 +52,7 @@ fn random_network(r: &mut Rng) -> (Shape, Vec<Layer>) {
     } else {
         kinds.push(LayerKind::Flatten);
     }
-    let layers: Vec<Layer> = kinds
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| Layer::new(format!("l{i}"), k))
-        .collect();
+    let layers = named(kinds);
     let mut shape = input;
     for (i, l) in layers.iter().enumerate() {
         shape = l.output_shape(i, shape).unwrap();

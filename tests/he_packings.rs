@@ -4,57 +4,15 @@
 
 mod common;
 
-use common::Rng;
+use common::{bn, conv, dense, named, Rng};
 use hejob::he::packing::{self, decrypt_run, encrypt_run, evaluate_run};
 use hejob::he::{plan::plan, Network};
 use hejob::model::plain::forward;
-use hejob::model::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Shape};
+use hejob::model::{Activation, AvgPool, Layer, LayerKind, Shape};
 use hejob::seal::{Client, Context, Evaluator};
-
-fn conv(r: &mut Rng, ic: usize, oc: usize, k: usize, stride: usize, padding: usize) -> LayerKind {
-    let std = (1.0 / (ic * k * k) as f64).sqrt();
-    LayerKind::Conv(Conv {
-        oc,
-        ic,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        weight: r.vec(oc * ic * k * k, -std, std),
-        bias: r.vec(oc, -0.1, 0.1),
-    })
-}
-
-fn bn(r: &mut Rng, c: usize) -> LayerKind {
-    LayerKind::BatchNorm(BatchNorm {
-        gamma: r.vec(c, 0.8, 1.2),
-        beta: r.vec(c, -0.2, 0.2),
-        mean: r.vec(c, -0.2, 0.2),
-        var: r.vec(c, 0.5, 1.5),
-        eps: 1e-5,
-    })
-}
-
-fn dense(r: &mut Rng, inp: usize, out: usize) -> LayerKind {
-    let std = (1.0 / inp as f64).sqrt();
-    LayerKind::Dense(Dense {
-        out,
-        inp,
-        weight: r.vec(out * inp, -std, std),
-        bias: r.vec(out, -0.1, 0.1),
-    })
-}
 
 fn poly(c: &[f64], name: &str) -> LayerKind {
     LayerKind::Activation(Activation::Poly(c.to_vec()), name.into())
-}
-
-fn named(kinds: Vec<LayerKind>) -> Vec<Layer> {
-    kinds
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| Layer::new(format!("l{i}"), k))
-        .collect()
 }
 
 /// Network A: an unfoldable input batch-norm, padded conv, degree-2 activation, average pool,

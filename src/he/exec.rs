@@ -4,22 +4,70 @@
 //! Galois-key steps are those of the real evaluation by construction.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::seal::{self, Ciphertext, OpCounts, Ops, Plaintext};
 
 use super::HeError;
 
-/// A ciphertext, real or symbolic.
+/// A ciphertext, real or symbolic (a level and the memory a real one would hold).
 pub enum Ct {
     Real(Ciphertext),
-    Sym { level: usize },
+    Sym { level: usize, mem: Held },
 }
 
 /// A plaintext, real or symbolic.
 pub enum Pt {
     Real(Plaintext),
-    Sym { level: usize, zero: bool },
+    Sym { level: usize, zero: bool, mem: Held },
+}
+
+/// Bytes of live symbolic values, and their peak: what the real evaluation would hold in
+/// ciphertexts and plaintexts (keys excluded) with the same interleaving of threads.
+#[derive(Debug, Default)]
+pub struct Memory {
+    current: AtomicI64,
+    peak: AtomicI64,
+}
+
+impl Memory {
+    /// The highest number of bytes live at once so far.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    fn change(&self, delta: i64) {
+        let now = self.current.fetch_add(delta, Ordering::Relaxed) + delta;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// The memory one symbolic value stands for; given back when it is dropped.
+pub struct Held {
+    memory: Arc<Memory>,
+    bytes: i64,
+}
+
+impl Held {
+    fn new(memory: &Arc<Memory>, bytes: i64) -> Self {
+        memory.change(bytes);
+        Self {
+            memory: memory.clone(),
+            bytes,
+        }
+    }
+
+    fn resize(&mut self, bytes: i64) {
+        self.memory.change(bytes - self.bytes);
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.memory.change(-self.bytes);
+    }
 }
 
 type R<T> = Result<T, HeError>;
@@ -32,6 +80,7 @@ enum Mode<'a> {
     Sym {
         counts: &'a OpCounts,
         steps: Mutex<BTreeSet<i64>>,
+        memory: Arc<Memory>,
     },
 }
 
@@ -55,15 +104,38 @@ impl<'a> Exec<'a> {
         })
     }
 
-    /// Symbolic execution with `slots` slots, counting into `counts`.
-    pub fn symbolic(slots: usize, counts: &'a OpCounts) -> Self {
+    /// Symbolic execution with `slots` slots, counting into `counts` and tracking the memory
+    /// of live values in `memory`.
+    pub fn symbolic(slots: usize, counts: &'a OpCounts, memory: Arc<Memory>) -> Self {
         Self {
             slots,
             mode: Mode::Sym {
                 counts,
                 steps: Mutex::new(BTreeSet::new()),
+                memory,
             },
         }
+    }
+
+    /// A fresh symbolic ciphertext at `level` (symbolic execution only).
+    pub fn sym(&self, level: usize) -> Ct {
+        Ct::Sym {
+            level,
+            mem: self.held(self.ct_bytes(level)),
+        }
+    }
+
+    fn held(&self, bytes: i64) -> Held {
+        match &self.mode {
+            Mode::Sym { memory, .. } => Held::new(memory, bytes),
+            Mode::Real { .. } => Held::new(&Arc::new(Memory::default()), bytes),
+        }
+    }
+
+    /// Bytes of a size-2 ciphertext at `level`: 2 polynomials × N coefficients × (level + 1)
+    /// primes × 8 bytes.
+    fn ct_bytes(&self, level: usize) -> i64 {
+        (2 * 2 * self.slots * (level + 1) * 8) as i64
     }
 
     /// Slots per ciphertext.
@@ -98,7 +170,7 @@ impl<'a> Exec<'a> {
     pub fn level(&self, ct: &Ct) -> usize {
         match ct {
             Ct::Real(c) => c.level(),
-            Ct::Sym { level } => *level,
+            Ct::Sym { level, .. } => *level,
         }
     }
 
@@ -111,6 +183,7 @@ impl<'a> Exec<'a> {
                 Ok(Pt::Sym {
                     level,
                     zero: values.iter().all(|v| *v == 0.0),
+                    mem: self.held(self.ct_bytes(level) / 2),
                 })
             }
         }
@@ -125,6 +198,7 @@ impl<'a> Exec<'a> {
                 Ok(Pt::Sym {
                     level,
                     zero: value == 0.0,
+                    mem: self.held(self.ct_bytes(level) / 2),
                 })
             }
         }
@@ -139,7 +213,7 @@ impl<'a> Exec<'a> {
     pub fn copy(&self, a: &Ct) -> R<Ct> {
         Ok(match a {
             Ct::Real(c) => Ct::Real(c.try_clone()?),
-            Ct::Sym { level } => Ct::Sym { level: *level },
+            Ct::Sym { level, .. } => self.sym(*level),
         })
     }
 
@@ -147,7 +221,7 @@ impl<'a> Exec<'a> {
     pub fn add_assign(&self, acc: &mut Ct, b: &Ct) -> R<()> {
         match (&self.mode, acc, b) {
             (Mode::Real { ops, .. }, Ct::Real(a), Ct::Real(b)) => Ok(ops.add_assign(a, b)?),
-            (Mode::Sym { counts, .. }, Ct::Sym { level: a }, Ct::Sym { level: b }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level: a, .. }, Ct::Sym { level: b, .. }) => {
                 same_level("add", *a, *b)?;
                 OpCounts::bump(&counts.hadd);
                 Ok(())
@@ -171,7 +245,7 @@ impl<'a> Exec<'a> {
     pub fn add_plain_assign(&self, acc: &mut Ct, p: &Pt) -> R<()> {
         match (&self.mode, acc, p) {
             (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => Ok(ops.add_plain_assign(a, p)?),
-            (Mode::Sym { counts, .. }, Ct::Sym { level }, Pt::Sym { level: pl, .. }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level, .. }, Pt::Sym { level: pl, .. }) => {
                 same_level("add_plain", *level, *pl)?;
                 OpCounts::bump(&counts.hadd);
                 Ok(())
@@ -186,14 +260,20 @@ impl<'a> Exec<'a> {
             (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => {
                 Ok(ops.multiply_plain(a, p)?.map(Ct::Real))
             }
-            (Mode::Sym { counts, .. }, Ct::Sym { level }, Pt::Sym { level: pl, zero }) => {
+            (
+                Mode::Sym { counts, .. },
+                Ct::Sym { level, .. },
+                Pt::Sym {
+                    level: pl, zero, ..
+                },
+            ) => {
                 same_level("multiply_plain", *level, *pl)?;
                 if *zero {
                     OpCounts::bump(&counts.skipped_zero);
                     return Ok(None);
                 }
                 OpCounts::bump(&counts.hmulplain);
-                Ok(Some(Ct::Sym { level: *level }))
+                Ok(Some(self.sym(*level)))
             }
             _ => Err(mixed()),
         }
@@ -207,10 +287,10 @@ impl<'a> Exec<'a> {
                 ops.relinearize(&mut s)?;
                 Ok(Ct::Real(s))
             }
-            (Mode::Sym { counts, .. }, Ct::Sym { level }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level, .. }) => {
                 OpCounts::bump(&counts.hsquare);
                 OpCounts::bump(&counts.relinearize);
-                Ok(Ct::Sym { level: *level })
+                Ok(self.sym(*level))
             }
             _ => Err(mixed()),
         }
@@ -224,11 +304,11 @@ impl<'a> Exec<'a> {
                 ops.relinearize(&mut s)?;
                 Ok(Ct::Real(s))
             }
-            (Mode::Sym { counts, .. }, Ct::Sym { level: a }, Ct::Sym { level: b }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level: a, .. }, Ct::Sym { level: b, .. }) => {
                 same_level("multiply", *a, *b)?;
                 OpCounts::bump(&counts.hmul);
                 OpCounts::bump(&counts.relinearize);
-                Ok(Ct::Sym { level: *a })
+                Ok(self.sym(*a))
             }
             _ => Err(mixed()),
         }
@@ -238,12 +318,13 @@ impl<'a> Exec<'a> {
     pub fn rescale(&self, a: &mut Ct) -> R<()> {
         match (&self.mode, a) {
             (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(ops.rescale(a)?),
-            (Mode::Sym { counts, .. }, Ct::Sym { level }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level, mem }) => {
                 if *level == 0 {
                     return Err(HeError::TooDeep);
                 }
                 OpCounts::bump(&counts.rescale);
                 *level -= 1;
+                mem.resize(self.ct_bytes(*level));
                 Ok(())
             }
             _ => Err(mixed()),
@@ -254,7 +335,7 @@ impl<'a> Exec<'a> {
     pub fn mod_switch_to(&self, a: &mut Ct, level: usize) -> R<()> {
         match (&self.mode, a) {
             (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(ops.mod_switch_to(a, level)?),
-            (Mode::Sym { counts, .. }, Ct::Sym { level: l }) => {
+            (Mode::Sym { counts, .. }, Ct::Sym { level: l, mem }) => {
                 if level > *l {
                     return Err(HeError::Internal(format!(
                         "mod-switch from level {l} up to {level}"
@@ -263,6 +344,7 @@ impl<'a> Exec<'a> {
                 if level < *l {
                     OpCounts::bump(&counts.mod_switch);
                     *l = level;
+                    mem.resize(self.ct_bytes(level));
                 }
                 Ok(())
             }
@@ -274,7 +356,7 @@ impl<'a> Exec<'a> {
     pub fn rotate(&self, a: &Ct, step: i64) -> R<Ct> {
         match (&self.mode, a) {
             (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(Ct::Real(ops.rotate(a, step)?)),
-            (Mode::Sym { counts, steps }, Ct::Sym { level }) => {
+            (Mode::Sym { counts, steps, .. }, Ct::Sym { level, .. }) => {
                 OpCounts::bump(&counts.rotation);
                 let s = step.rem_euclid(self.slots as i64);
                 if s == 0 {
@@ -282,7 +364,7 @@ impl<'a> Exec<'a> {
                 } else {
                     lock(steps).insert(s);
                 }
-                Ok(Ct::Sym { level: *level })
+                Ok(self.sym(*level))
             }
             _ => Err(mixed()),
         }

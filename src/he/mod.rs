@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod exec;
+pub mod infer;
 pub mod packing;
 pub mod plan;
 

@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use super::exec::{Ct, Exec};
+use std::sync::Arc;
+
+use super::exec::{Exec, Memory};
 use super::packing::Packing;
 use super::{HeError, Network};
 use crate::seal::{CkksParams, OpCounts, OpTally};
@@ -45,6 +47,16 @@ pub struct Plan {
     pub totals: OpTally,
     /// The largest absolute difference between decrypted and plain logits this plan allows.
     pub logit_tolerance: f64,
+    /// Estimated peak bytes of ciphertexts and plaintexts during one run (from the symbolic
+    /// run on this process's rayon threads), and of the evaluation keys.
+    pub memory: MemoryEstimate,
+}
+
+/// Estimated memory of one run.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MemoryEstimate {
+    pub evaluation_peak_bytes: u64,
+    pub evaluation_keys_bytes: u64,
 }
 
 /// Plans `net` under `packing`.
@@ -84,10 +96,20 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             slots,
             images_per_run: packing.images_per_run(slots),
             input_ciphertexts: packing.input_count(net),
-            rotation_steps: run.steps,
+            rotation_steps: run.steps.clone(),
             totals: run.stages.iter().map(|s| s.counts).sum(),
             layers: run.stages,
             logit_tolerance: tolerance(scale_bits, packing.noise_gain(net, slots)),
+            memory: MemoryEstimate {
+                evaluation_peak_bytes: run.peak_bytes,
+                // each key: one 2-polynomial ciphertext over all primes per data prime
+                evaluation_keys_bytes: (run.steps.len() as u64 + 1)
+                    * (depth as u64 + 1)
+                    * 2
+                    * (depth as u64 + 3)
+                    * n
+                    * 8,
+            },
         });
     }
     Err(HeError::NoParameters(reasons.join("; ")))
@@ -110,6 +132,7 @@ pub fn tolerance(scale_bits: u32, gain: f64) -> f64 {
 }
 
 struct SymbolicRun {
+    peak_bytes: u64,
     out_level: usize,
     steps: Vec<i64>,
     stages: Vec<StagePlan>,
@@ -122,9 +145,10 @@ fn symbolic(
     top: usize,
 ) -> Result<SymbolicRun, HeError> {
     let counts = OpCounts::default();
-    let exec = Exec::symbolic(slots, &counts);
+    let memory = Arc::new(Memory::default());
+    let exec = Exec::symbolic(slots, &counts, memory.clone());
     let input = (0..packing.input_count(net))
-        .map(|_| Ct::Sym { level: top })
+        .map(|_| exec.sym(top))
         .collect();
     let mut stages = Vec::new();
     let mut last = OpTally::default();
@@ -145,6 +169,7 @@ fn symbolic(
         other => other?,
     };
     Ok(SymbolicRun {
+        peak_bytes: memory.peak_bytes(),
         out_level: out.first().map_or(top, |c| exec.level(c)),
         steps: exec.steps(),
         stages,
@@ -156,7 +181,8 @@ pub fn table(plan: &Plan) -> String {
     let p = &plan.params;
     let mut out = format!(
         "packing {} — N={} ({} slots), coefficient modulus {:?} ({} bits), scale 2^{}, depth {}, \
-         128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}\n\n",
+         128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}\n\
+         estimated memory: {:.2} GB of ciphertexts at peak, {:.2} GB of evaluation keys\n\n",
         plan.packing,
         p.poly_modulus_degree,
         plan.slots,
@@ -167,7 +193,9 @@ pub fn table(plan: &Plan) -> String {
         plan.images_per_run,
         plan.input_ciphertexts,
         plan.rotation_steps.len(),
-        plan.logit_tolerance
+        plan.logit_tolerance,
+        plan.memory.evaluation_peak_bytes as f64 / 1e9,
+        plan.memory.evaluation_keys_bytes as f64 / 1e9
     );
     let cols = [
         "hmulplain",

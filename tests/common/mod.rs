@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use hejob::model::{BatchNorm, Conv, Dense, Layer, LayerKind};
+
 /// The official datasets: `$HEJOB_DATASETS`, else `../shared/datasets` beside the repo.
 /// Panics with a clear message when absent (a test that needs them must not pass silently).
 pub fn datasets_dir() -> PathBuf {
@@ -40,4 +42,57 @@ impl Rng {
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }
+}
+
+/// A random convolution, weights uniform in ±1/√fan-in.
+pub fn conv(
+    r: &mut Rng,
+    ic: usize,
+    oc: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> LayerKind {
+    let std = (1.0 / (ic * k * k) as f64).sqrt();
+    LayerKind::Conv(Conv {
+        oc,
+        ic,
+        kh: k,
+        kw: k,
+        stride,
+        padding,
+        weight: r.vec(oc * ic * k * k, -std, std),
+        bias: r.vec(oc, -0.1, 0.1),
+    })
+}
+
+/// A random batch-norm with plausible statistics.
+pub fn bn(r: &mut Rng, c: usize) -> LayerKind {
+    LayerKind::BatchNorm(BatchNorm {
+        gamma: r.vec(c, 0.8, 1.2),
+        beta: r.vec(c, -0.2, 0.2),
+        mean: r.vec(c, -0.2, 0.2),
+        var: r.vec(c, 0.5, 1.5),
+        eps: 1e-5,
+    })
+}
+
+/// A random dense layer, weights uniform in ±1/√inputs.
+pub fn dense(r: &mut Rng, inp: usize, out: usize) -> LayerKind {
+    let std = (1.0 / inp as f64).sqrt();
+    LayerKind::Dense(Dense {
+        out,
+        inp,
+        weight: r.vec(out * inp, -std, std),
+        bias: r.vec(out, -0.1, 0.1),
+    })
+}
+
+/// Names layers `l0`, `l1`, … in order.
+pub fn named(kinds: Vec<LayerKind>) -> Vec<Layer> {
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| Layer::new(format!("l{i}"), k))
+        .collect()
 }

@@ -1,30 +1,18 @@
 //! Batch-axis packing: slot s of every ciphertext belongs to image s, so a C×H×W input is
 //! C·H·W ciphertexts and every layer is the plain layer with ciphertext × scalar products.
 //!
-//! Memory is bounded by streaming: a convolution produces one output channel at a time (in
-//! parallel across channels) and immediately applies the per-channel layers that follow it
-//! (batch-norm, activation, pooling), so only the pooled result of each channel is kept and
-//! the input map is dropped as soon as the stage ends.
+//! Memory is bounded by streaming: a convolution stage (conv → batch-norm/activation → average
+//! pool) is computed one output row at a time across all channels, pooling each row as soon as
+//! it exists and dropping every input row that no later row reads (see [`conv_stage`]).
 
 use super::{affine, dense_flat, par_map, Packing};
 use crate::he::activation;
 use crate::he::exec::{Ct, Exec};
 use crate::he::{HeError, Network};
-use crate::model::{Activation, Layer, LayerKind, Shape};
+use crate::model::{Activation, Conv, Layer, LayerKind, Shape};
 
 /// Batch-axis packing.
 pub struct BatchAxis;
-
-/// Layers that act on each channel separately and can follow a convolution in one stage.
-fn per_channel(kind: &LayerKind) -> bool {
-    matches!(
-        kind,
-        LayerKind::BatchNorm(_)
-            | LayerKind::Activation(..)
-            | LayerKind::AvgPool(_)
-            | LayerKind::GlobalAvgPool { .. }
-    )
-}
 
 impl Packing for BatchAxis {
     fn name(&self) -> &'static str {
@@ -60,33 +48,35 @@ impl Packing for BatchAxis {
         input: Vec<Ct>,
         stage: &mut dyn FnMut(&str),
     ) -> Result<Vec<Ct>, HeError> {
+        let n = net.layers.len();
+        let pointwise = |j: usize| {
+            j < n
+                && matches!(
+                    net.layers[j].kind,
+                    LayerKind::BatchNorm(_) | LayerKind::Activation(..)
+                )
+        };
         let mut map = input;
         let mut i = 0;
-        while i < net.layers.len() {
-            // a stage: one layer, plus the per-channel layers after a convolution
+        while i < n {
+            // a stage: one layer, or a convolution with the pointwise layers after it, an
+            // average pool, and the pointwise layers after that (streamed row by row)
             let mut end = i + 1;
             if matches!(net.layers[i].kind, LayerKind::Conv(_)) {
-                while end < net.layers.len() && per_channel(&net.layers[end].kind) {
+                while pointwise(end) {
                     end += 1;
+                }
+                if end < n && matches!(net.layers[end].kind, LayerKind::AvgPool(_)) {
+                    end += 1;
+                    while pointwise(end) {
+                        end += 1;
+                    }
                 }
             }
             let layers = &net.layers[i..end];
             let shape_in = net.shape_in(i);
             map = match &layers[0].kind {
-                LayerKind::Conv(_) => {
-                    let out = net.shapes[i];
-                    let channels = par_map(out.c, |o| {
-                        let mut ch = conv_channel(exec, &layers[0], o, shape_in, out, &map)
-                            .map_err(|e| at(i, &layers[0], e))?;
-                        let mut shape = Shape::new(1, out.h, out.w);
-                        for (k, layer) in layers.iter().enumerate().skip(1) {
-                            (ch, shape) = channel_layer(exec, layer, o, shape, ch)
-                                .map_err(|e| at(i + k, layer, e))?;
-                        }
-                        Ok(ch)
-                    })?;
-                    channels.into_iter().flatten().collect()
-                }
+                LayerKind::Conv(_) => conv_stage(exec, net, i, end, map)?,
                 LayerKind::Flatten => map,
                 LayerKind::Dense(d) => dense_flat(exec, d, &map, |u| {
                     at(i, &layers[0], format!("output {u} has all-zero weights"))
@@ -129,21 +119,87 @@ fn at(index: usize, layer: &Layer, reason: impl std::fmt::Display) -> HeError {
     }
 }
 
-/// Output channel `o` of a convolution: one ciphertext per output position.
-fn conv_channel(
+/// A convolution stage (`net.layers[first..end]`: conv, pointwise layers, optionally an
+/// average pool and more pointwise layers), streamed by rows of the stage's output: for each
+/// output row, every channel computes just the convolution rows that row pools over (in
+/// parallel across channels), applies the pointwise layers and pools them; input rows that no
+/// later output row needs are dropped at once. Peak memory is the stage's output plus the input
+/// rows still needed plus one pooling window of rows per worker, instead of the whole input
+/// beside every convolution output.
+fn conv_stage(
     exec: &Exec,
-    layer: &Layer,
+    net: &Network,
+    first: usize,
+    end: usize,
+    input: Vec<Ct>,
+) -> Result<Vec<Ct>, HeError> {
+    let LayerKind::Conv(c) = &net.layers[first].kind else {
+        unreachable!("a convolution stage starts with a convolution")
+    };
+    let shape_in = net.shape_in(first);
+    let conv_out = net.shapes[first];
+    let pool = (first + 1..end).find(|&j| matches!(net.layers[j].kind, LayerKind::AvgPool(_)));
+    let (kernel, stride) = match pool.map(|j| &net.layers[j].kind) {
+        Some(LayerKind::AvgPool(p)) => (p.kernel, p.stride),
+        _ => (1, 1),
+    };
+    let out = net.shapes[end - 1];
+    let mut input: Vec<Option<Ct>> = input.into_iter().map(Some).collect();
+    let mut channels: Vec<Vec<Ct>> = (0..out.c)
+        .map(|_| Vec::with_capacity(out.h * out.w))
+        .collect();
+    for r in 0..out.h {
+        let conv_rows = r * stride..r * stride + kernel;
+        let rows = par_map(out.c, |o| {
+            // the conv rows this output row pools over, then the pointwise layers on them
+            let mut ch = conv_rows_of(exec, c, o, shape_in, conv_out, &input, conv_rows.clone())
+                .map_err(|e| at(first, &net.layers[first], e))?;
+            let mut shape = Shape::new(1, kernel, conv_out.w);
+            // the band is `kernel` rows high, so the pool yields exactly this output row
+            for j in first + 1..end {
+                let layer = &net.layers[j];
+                (ch, shape) =
+                    channel_layer(exec, layer, o, shape, ch).map_err(|e| at(j, layer, e))?;
+            }
+            Ok(ch)
+        })?;
+        for (o, row) in rows.into_iter().enumerate() {
+            channels[o].extend(row);
+        }
+        // drop the input rows that no later output row reads
+        let next_conv_row = (r + 1) * stride;
+        let keep_from = (next_conv_row * c.stride)
+            .saturating_sub(c.padding)
+            .min(shape_in.h);
+        for i in 0..shape_in.c {
+            for y in 0..keep_from {
+                for x in 0..shape_in.w {
+                    input[(i * shape_in.h + y) * shape_in.w + x] = None;
+                }
+            }
+        }
+    }
+    Ok(channels.into_iter().flatten().collect())
+}
+
+/// Rows `rows` of output channel `o` of a convolution, one ciphertext per position.
+fn conv_rows_of(
+    exec: &Exec,
+    c: &Conv,
     o: usize,
     input: Shape,
     out: Shape,
-    map: &[Ct],
+    map: &[Option<Ct>],
+    rows: std::ops::Range<usize>,
 ) -> Result<Vec<Ct>, HeError> {
-    let LayerKind::Conv(c) = &layer.kind else {
-        unreachable!("called for convolutions only")
-    };
-    let level = exec.level(&map[0]);
+    let first = map
+        .iter()
+        .flatten()
+        .next()
+        .ok_or(HeError::Internal("empty input".into()))?;
+    let level = exec.level(first);
     let s = exec.scale(level);
-    // this channel's weights, encoded once (a scalar encode is a cheap constant fill)
+    // this channel's weights, encoded once per call (a scalar encode is a cheap constant fill)
     let mut weights = Vec::with_capacity(c.ic * c.kh * c.kw);
     for i in 0..c.ic {
         for ky in 0..c.kh {
@@ -163,8 +219,8 @@ fn conv_channel(
         Some(exec.encode_scalar(c.bias[o], level, s * s)?)
     };
     let p = c.padding as isize;
-    let mut cts = Vec::with_capacity(out.h * out.w);
-    for oy in 0..out.h {
+    let mut cts = Vec::with_capacity(rows.len() * out.w);
+    for oy in rows {
         for ox in 0..out.w {
             let mut acc = None;
             for i in 0..c.ic {
@@ -179,7 +235,11 @@ fn conv_channel(
                             exec.skip_zero();
                             continue;
                         };
-                        let pixel = &map[(i * input.h + y as usize) * input.w + x as usize];
+                        let pixel = map[(i * input.h + y as usize) * input.w + x as usize]
+                            .as_ref()
+                            .ok_or(HeError::Internal(format!(
+                                "input row {y} dropped too early"
+                            )))?;
                         if let Some(prod) = exec.multiply_plain(pixel, w)? {
                             exec.accumulate(&mut acc, prod)?;
                         }
