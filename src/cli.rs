@@ -11,11 +11,28 @@ use crate::model::poly::Function;
 #[command(
     name = "hejob",
     version,
-    about = "CNN inference over CKKS homomorphic encryption"
+    about = "CNN inference over CKKS homomorphic encryption",
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
 )]
 pub struct Cli {
+    /// Run the job in this TOML file (see jobs/README.md).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override the job's image count.
+    #[arg(long, requires = "config")]
+    pub limit: Option<usize>,
+    /// Override the job's first image.
+    #[arg(long, requires = "config")]
+    pub offset: Option<usize>,
+    /// Override the job's result file.
+    #[arg(long, requires = "config")]
+    pub output: Option<PathBuf>,
+    /// Override the job's threads per rank.
+    #[arg(long, requires = "config")]
+    pub threads: Option<usize>,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,12 +6,31 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command, DatasetsCommand, ModelCommand};
 use crate::data::{self, checksums, fetch, Dataset};
+use crate::job::{self, config::Overrides};
 use crate::model::{arch, file, plain, poly, LayerKind};
 use crate::{bench, he, Error};
 
-/// Runs one parsed command.
+/// Runs one parsed command line: a job (`--config`) or a subcommand.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    match cli.command {
+    let command = match (cli.command, cli.config) {
+        (Some(c), _) => c,
+        (None, Some(config)) => {
+            let overrides = Overrides {
+                limit: cli.limit,
+                offset: cli.offset,
+                output: cli.output,
+                threads: cli.threads,
+            };
+            job::runner::run(&config, &overrides)?;
+            return Ok(());
+        }
+        (None, None) => {
+            return Err(Error::Usage(
+                "give --config FILE or a command (see --help)".into(),
+            ))
+        }
+    };
+    match command {
         Command::Fit {
             function,
             range,

@@ -10,6 +10,8 @@ pub enum Error {
     #[error(transparent)]
     He(#[from] crate::he::HeError),
     #[error(transparent)]
+    Job(#[from] crate::job::JobError),
+    #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),

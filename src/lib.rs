@@ -9,6 +9,7 @@ pub mod commands;
 pub mod data;
 mod error;
 pub mod he;
+pub mod job;
 pub mod model;
 pub mod seal;
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::packing::{self, Evaluation, Packing};
 use super::plan::{self, Plan};
@@ -15,7 +15,7 @@ use crate::model::{plain, Model};
 use crate::seal::{Client, Context, EvaluationKeys, Evaluator, OpTally};
 
 /// The outcome for one image.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     pub index: usize,
     pub label: u8,

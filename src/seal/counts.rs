@@ -32,6 +32,11 @@ macro_rules! op_counters {
             /// The names of the counted operations, in declaration order.
             pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),+];
 
+            /// Each count divided by `n` (rounded down), e.g. per inference of `n` runs.
+            pub fn divided_by(&self, n: u64) -> OpTally {
+                OpTally { $($name: self.$name / n.max(1),)+ }
+            }
+
             /// The counts in the order of [`OpTally::NAMES`].
             pub fn values(&self) -> Vec<u64> {
                 vec![$(self.$name),+]

@@ -10,7 +10,7 @@ pub mod channel;
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::exec::{Ct, Exec, Pt};
 use super::{HeError, Network};
@@ -58,7 +58,7 @@ pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
 pub const NAMES: &[&str] = &["channel", "batch"];
 
 /// Operations and time of one stage of an evaluation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Stage {
     pub name: String,
     pub counts: OpTally,
@@ -66,7 +66,7 @@ pub struct Stage {
 }
 
 /// What one evaluation cost.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub stages: Vec<Stage>,
     pub totals: OpTally,

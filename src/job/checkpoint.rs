@@ -1,0 +1,135 @@
+//! Per-rank checkpoints: an append-only JSON-lines file of finished images and runs, flushed to
+//! disk after every run, so that a killed job loses nothing it finished. The first line binds
+//! the file to one job configuration (model contents, dataset, packing).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::JobError;
+use crate::he::infer::ImageRecord;
+use crate::he::packing::Evaluation;
+
+/// The checkpoint format version.
+pub const VERSION: u32 = 1;
+
+/// One line of a checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Entry {
+    Header {
+        version: u32,
+        fingerprint: String,
+    },
+    Image {
+        rank: usize,
+        record: ImageRecord,
+    },
+    Run {
+        rank: usize,
+        images: Vec<usize>,
+        evaluation: Evaluation,
+    },
+}
+
+/// An open checkpoint of one rank.
+pub struct Checkpoint {
+    path: PathBuf,
+    file: File,
+}
+
+impl Checkpoint {
+    /// Opens (or starts) `dir/rank-R.jsonl` for a job with `fingerprint`; returns the entries
+    /// already there. A torn last line (a kill during a write) is dropped; a file from a
+    /// different job is refused.
+    pub fn open(
+        dir: &Path,
+        rank: usize,
+        fingerprint: &str,
+    ) -> Result<(Self, Vec<Entry>), JobError> {
+        let path = dir.join(format!("rank-{rank}.jsonl"));
+        let fail = |reason: String| JobError::Checkpoint {
+            path: path.clone(),
+            reason,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        let mut entries = Vec::new();
+        let mut good_bytes = 0u64;
+        if path.exists() {
+            let reader = BufReader::new(File::open(&path).map_err(|e| fail(e.to_string()))?);
+            for line in reader.split(b'\n') {
+                let line = line.map_err(|e| fail(e.to_string()))?;
+                match serde_json::from_slice::<Entry>(&line) {
+                    Ok(entry) => {
+                        good_bytes += line.len() as u64 + 1;
+                        entries.push(entry);
+                    }
+                    Err(_) => break, // torn tail: everything after it is dropped
+                }
+            }
+            match entries.first() {
+                Some(Entry::Header { version, fingerprint: f }) if *version == VERSION && f == fingerprint => {}
+                Some(Entry::Header { .. }) => {
+                    return Err(fail(
+                        "it belongs to a different job configuration (model, dataset or packing differ); \
+                         remove it or choose another checkpoint_dir"
+                            .into(),
+                    ))
+                }
+                _ if entries.is_empty() && good_bytes == 0 => {}
+                _ => return Err(fail("not an hejob checkpoint (no header line)".into())),
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| fail(e.to_string()))?;
+        file.set_len(good_bytes).map_err(|e| fail(e.to_string()))?;
+        let mut cp = Self { path, file };
+        if entries.is_empty() {
+            let header = Entry::Header {
+                version: VERSION,
+                fingerprint: fingerprint.to_string(),
+            };
+            cp.append(std::slice::from_ref(&header))?;
+        } else {
+            entries.remove(0);
+            log::info!(
+                "{}: resuming after {} finished entries",
+                cp.path.display(),
+                entries.len()
+            );
+        }
+        Ok((cp, entries))
+    }
+
+    /// Appends entries and forces them to disk.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), JobError> {
+        let fail = |e: std::io::Error| JobError::Checkpoint {
+            path: self.path.clone(),
+            reason: e.to_string(),
+        };
+        let mut buf = Vec::new();
+        for e in entries {
+            serde_json::to_writer(&mut buf, e).map_err(|e| fail(e.into()))?;
+            buf.push(b'\n');
+        }
+        self.file.write_all(&buf).map_err(fail)?;
+        self.file.sync_data().map_err(fail)
+    }
+}
+
+/// The fingerprint of what determines each image's result: the model file's bytes, the
+/// dataset and the packing.
+pub fn fingerprint(model: &Path, dataset: &str, packing: &str) -> Result<String, JobError> {
+    let md5 = crate::data::checksums::md5_file(model).map_err(|e| JobError::Checkpoint {
+        path: model.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(format!(
+        "model-md5={md5};dataset={dataset};packing={packing}"
+    ))
+}

@@ -1,0 +1,187 @@
+//! Job files: flat TOML, every key documented in `jobs/README.md`, unknown keys refused, and
+//! every field checked before any key is generated.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::JobError;
+use crate::data::{self, Dataset};
+
+/// A job as written in its TOML file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobFile {
+    /// The model file (HDF5).
+    pub model: PathBuf,
+    /// `mnist` or `cifar10`; must be the model's dataset.
+    pub dataset: Dataset,
+    /// Dataset folder (else `$HEJOB_DATASETS`, else `data/datasets`).
+    pub data_dir: Option<PathBuf>,
+    /// `channel` or `batch`.
+    pub packing: String,
+    /// Number of test images (default: all from `offset` on).
+    pub limit: Option<usize>,
+    /// First test image.
+    #[serde(default)]
+    pub offset: usize,
+    /// Threads per rank (default: `$SLURM_CPUS_PER_TASK`, else all cores).
+    pub threads: Option<usize>,
+    /// The result file (HDF5).
+    pub output: PathBuf,
+    /// Folder for the per-rank checkpoints (default: `<output>.checkpoint/`).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// `error`, `warn`, `info`, `debug` or `trace` (default `info`; `RUST_LOG` overrides).
+    pub log_level: Option<String>,
+}
+
+/// Command-line overrides of job fields.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub limit: Option<usize>,
+    pub offset: Option<usize>,
+    pub output: Option<PathBuf>,
+    pub threads: Option<usize>,
+}
+
+/// A checked job, ready to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub file: JobFile,
+    /// The job file's text, kept in the result file.
+    pub text: String,
+    pub path: PathBuf,
+    pub data_dir: PathBuf,
+    pub threads: usize,
+    pub checkpoint_dir: PathBuf,
+    /// The test images to evaluate, in order.
+    pub indices: std::ops::Range<usize>,
+}
+
+impl JobFile {
+    /// Reads and parses a job file; a syntax error or unknown key names the file and the key.
+    pub fn read(path: &Path) -> Result<(Self, String), JobError> {
+        let fail = |reason: String| JobError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let file = toml::from_str(&text).map_err(|e| fail(one_line(&e.to_string())))?;
+        Ok((file, text))
+    }
+
+    /// The log level, checked.
+    pub fn log_level(&self) -> &str {
+        self.log_level.as_deref().unwrap_or("info")
+    }
+}
+
+impl Job {
+    /// Applies overrides and checks everything that can be checked without keys: the model
+    /// loads and matches the dataset, the images exist, the packing is known, the output and
+    /// checkpoint folders are writable.
+    pub fn prepare(
+        path: &Path,
+        overrides: &Overrides,
+    ) -> Result<(Self, crate::model::Model, data::Images), crate::Error> {
+        let (mut file, text) = JobFile::read(path)?;
+        let fail = |reason: String| JobError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        file.limit = overrides.limit.or(file.limit);
+        file.offset = overrides.offset.unwrap_or(file.offset);
+        file.threads = overrides.threads.or(file.threads);
+        if let Some(o) = &overrides.output {
+            file.output = o.clone();
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&file.log_level()) {
+            return Err(fail(format!(
+                "log_level {:?} is not error, warn, info, debug or trace",
+                file.log_level()
+            ))
+            .into());
+        }
+        crate::he::packing::by_name(&file.packing).map_err(|e| fail(e.to_string()))?;
+        let threads = match file.threads {
+            Some(0) => return Err(fail("threads must be at least 1".into()).into()),
+            Some(t) => t,
+            None => std::env::var("SLURM_CPUS_PER_TASK")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
+        if !file.model.exists() {
+            return Err(fail(format!("model {} does not exist", file.model.display())).into());
+        }
+        let model = crate::model::file::load(&file.model)?;
+        if model.dataset != file.dataset {
+            return Err(fail(format!(
+                "dataset is {}, but model {} is a {} model",
+                file.dataset,
+                file.model.display(),
+                model.dataset
+            ))
+            .into());
+        }
+        let data_dir = data::resolve_dir(file.data_dir.as_deref());
+        let images = file.dataset.load_test(&data_dir)?;
+        let end = match file.limit {
+            Some(l) => file.offset + l,
+            None => images.len(),
+        };
+        if end > images.len() || file.offset >= images.len() || end <= file.offset {
+            return Err(fail(format!(
+                "images {}..{end} are not within the {} test images of {}",
+                file.offset,
+                images.len(),
+                file.dataset
+            ))
+            .into());
+        }
+        let checkpoint_dir = file
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.checkpoint", file.output.display())));
+        writable_dir(
+            file.output
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| {
+            fail(format!(
+                "output {} is not writable: {e}",
+                file.output.display()
+            ))
+        })?;
+        writable_dir(&checkpoint_dir).map_err(|e| {
+            fail(format!(
+                "checkpoint_dir {} is not writable: {e}",
+                checkpoint_dir.display()
+            ))
+        })?;
+        let job = Job {
+            indices: file.offset..end,
+            file,
+            text,
+            path: path.to_path_buf(),
+            data_dir,
+            threads,
+            checkpoint_dir,
+        };
+        Ok((job, model, images))
+    }
+}
+
+/// Creates `dir` if needed and proves it writable by creating and removing a file in it.
+fn writable_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".hejob-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
