@@ -13,10 +13,20 @@ pub struct Ciphertext {
 
 impl Ciphertext {
     /// An empty ciphertext for SEAL to write into; `level` is set by the caller.
+    ///
+    /// Its data lives in a memory pool of its own (shared only with its copies), which SEAL
+    /// frees when the last of them is dropped. In SEAL's global pool, freed buffers stay cached
+    /// per size class for the life of the process, so a computation whose ciphertexts shrink
+    /// level by level would keep the peak of every level resident at once.
     pub(crate) fn empty(level: usize) -> Result<Self> {
-        // SAFETY: out-pointer constructor with the global pool.
+        // SAFETY: out-pointer constructors; the ciphertext keeps its own handle to the pool.
+        let pool = Handle::create(
+            "MemoryPoolHandle::New",
+            ffi::MemoryPoolHandle_Destroy,
+            |p| unsafe { ffi::MemoryPoolHandle_New(false, p) },
+        )?;
         let handle = Handle::create("Ciphertext::new", ffi::Ciphertext_Destroy, |p| unsafe {
-            ffi::Ciphertext_Create1(std::ptr::null_mut(), p)
+            ffi::Ciphertext_Create1(pool.ptr(), p)
         })?;
         Ok(Self { handle, level })
     }

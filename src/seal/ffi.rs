@@ -137,6 +137,9 @@ unsafe extern "C" {
     pub fn Plaintext_Destroy(thisptr: *mut c_void) -> HResult;
     pub fn Plaintext_IsZero(thisptr: *mut c_void, is_zero: *mut bool) -> HResult;
 
+    pub fn MemoryPoolHandle_New(clear_on_destruction: bool, handle: *mut *mut c_void) -> HResult;
+    pub fn MemoryPoolHandle_Destroy(thisptr: *mut c_void) -> HResult;
+
     pub fn Ciphertext_Create1(pool: *mut c_void, cipher: *mut *mut c_void) -> HResult;
     pub fn Ciphertext_Create2(copy: *mut c_void, cipher: *mut *mut c_void) -> HResult;
     pub fn Ciphertext_Destroy(thisptr: *mut c_void) -> HResult;
