@@ -137,7 +137,7 @@ pub fn markdown(results: &[OpBench]) -> String {
 }
 
 /// One packing benchmark: a model of the paper's architecture with random weights, one run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct PackingBench {
     pub arch: String,
     pub activation: String,
@@ -213,6 +213,36 @@ pub fn bench_packing(
             max_abs_error: records.iter().map(|r| r.max_abs_error).fold(0.0, f64::max),
         })
     })
+}
+
+/// Runs [`bench_packing`] for one configuration in a child `hejob bench-packings` process.
+pub fn bench_packing_in_child(
+    arch: crate::model::arch::Arch,
+    activation: &str,
+    packing: &str,
+    threads: usize,
+    runs: usize,
+    batch_images: Option<usize>,
+) -> std::result::Result<PackingBench, crate::Error> {
+    let exe = std::env::current_exe().map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["bench-packings", "--json", "--arch", arch.name(), "--activations", activation])
+        .args(["--packings", packing, "--threads", &threads.to_string(), "--runs", &runs.to_string()])
+        .stderr(std::process::Stdio::inherit());
+    if let Some(n) = batch_images {
+        cmd.args(["--batch-images", &n.to_string()]);
+    }
+    let out = cmd.output().map_err(|e| crate::Error::Usage(e.to_string()))?;
+    if !out.status.success() {
+        return Err(crate::Error::Usage(format!(
+            "benchmark of {} {activation} {packing} on {threads} thread(s) failed",
+            arch.name()
+        )));
+    }
+    let mut parsed: Vec<PackingBench> = serde_json::from_slice(&out.stdout)?;
+    parsed
+        .pop()
+        .ok_or_else(|| crate::Error::Usage("the benchmark child printed no result".into()))
 }
 
 /// Deterministic pseudo-random pixel bytes (benchmarks measure cost, not accuracy).

@@ -198,17 +198,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             batch_images,
             json,
         } => {
+            let configs: Vec<_> = arch
+                .iter()
+                .flat_map(|a| activations.iter().map(move |act| (*a, act)))
+                .flat_map(|(a, act)| packings.iter().map(move |p| (a, act, p)))
+                .flat_map(|(a, act, p)| threads.iter().map(move |&t| (a, act, p, t)))
+                .collect();
             let mut results = Vec::new();
-            for a in &arch {
-                for act in &activations {
-                    for p in &packings {
-                        for &t in &threads {
-                            let r = bench::bench_packing(*a, act, p, t, runs, batch_images)?;
-                            eprint!("{}", bench::packing_markdown(std::slice::from_ref(&r)));
-                            results.push(r);
-                        }
-                    }
-                }
+            for (a, act, p, t) in configs.iter().cloned() {
+                let r = if configs.len() == 1 {
+                    bench::bench_packing(a, act, p, t, runs, batch_images)?
+                } else {
+                    // each configuration in a fresh process, so that its peak memory is its own
+                    bench::bench_packing_in_child(a, act, p, t, runs, batch_images)?
+                };
+                eprint!("{}", bench::packing_markdown(std::slice::from_ref(&r)));
+                results.push(r);
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&results)?);
