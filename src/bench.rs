@@ -226,13 +226,29 @@ pub fn bench_packing_in_child(
 ) -> std::result::Result<PackingBench, crate::Error> {
     let exe = std::env::current_exe().map_err(|e| crate::Error::Usage(e.to_string()))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench-packings", "--json", "--arch", arch.name(), "--activations", activation])
-        .args(["--packings", packing, "--threads", &threads.to_string(), "--runs", &runs.to_string()])
-        .stderr(std::process::Stdio::inherit());
+    cmd.args([
+        "bench-packings",
+        "--json",
+        "--arch",
+        arch.name(),
+        "--activations",
+        activation,
+    ])
+    .args([
+        "--packings",
+        packing,
+        "--threads",
+        &threads.to_string(),
+        "--runs",
+        &runs.to_string(),
+    ])
+    .stderr(std::process::Stdio::inherit());
     if let Some(n) = batch_images {
         cmd.args(["--batch-images", &n.to_string()]);
     }
-    let out = cmd.output().map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let out = cmd
+        .output()
+        .map_err(|e| crate::Error::Usage(e.to_string()))?;
     if !out.status.success() {
         return Err(crate::Error::Usage(format!(
             "benchmark of {} {activation} {packing} on {threads} thread(s) failed",
