@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use hdf5::types::VarLenUnicode;
-use hdf5::Location;
 
 use super::JobError;
 use crate::he::infer::ImageRecord;
 use crate::he::packing::Evaluation;
 use crate::he::plan::Plan;
+use crate::model::file::write_str;
 use crate::model::Model;
 use crate::seal::OpTally;
 
@@ -231,13 +231,6 @@ impl JobResult<'_> {
         }
         Ok(())
     }
-}
-
-fn write_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
-    let v = VarLenUnicode::from_str(value).map_err(|e| hdf5::Error::from(e.to_string()))?;
-    loc.new_attr::<VarLenUnicode>()
-        .create(name)?
-        .write_scalar(&v)
 }
 
 /// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ`.

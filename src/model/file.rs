@@ -301,7 +301,8 @@ fn write_model(file: &hdf5::File, m: &Model) -> hdf5::Result<()> {
     Ok(())
 }
 
-fn write_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
+/// Writes a variable-length UTF-8 string attribute (what h5py writes for a `str`).
+pub(crate) fn write_str(loc: &Location, name: &str, value: &str) -> hdf5::Result<()> {
     let v = VarLenUnicode::from_str(value).map_err(|e| hdf5::Error::from(e.to_string()))?;
     loc.new_attr::<VarLenUnicode>()
         .create(name)?
