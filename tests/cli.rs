@@ -5,12 +5,11 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn hejob(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hejob"))
+    common::hejob_command()
         .args(args)
-        .env("RUST_LOG", "warn")
         .output()
         .expect("run hejob")
 }
@@ -131,7 +130,7 @@ fn model_new_then_eval_with_json() {
         "{e}"
     );
     // HEJOB_DATASETS is honoured when --data-dir is absent
-    let out = Command::new(env!("CARGO_BIN_EXE_hejob"))
+    let out = common::hejob_command()
         .args([
             "eval",
             "--model",

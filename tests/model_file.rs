@@ -22,6 +22,7 @@ fn load_err(path: &Path) -> String {
 
 #[test]
 fn models_round_trip_exactly() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     for (arch, act) in [
         (Arch::Mnist3Layer, "swish-rg7-deg4"),
@@ -42,6 +43,7 @@ fn models_round_trip_exactly() {
 
 #[test]
 fn paper_architectures_have_the_papers_parameter_counts() {
+    let _serial = common::serial();
     let count = |m: &Model| -> usize {
         m.layers
             .iter()
@@ -65,6 +67,7 @@ fn paper_architectures_have_the_papers_parameter_counts() {
 
 #[test]
 fn a_file_written_with_h5py_by_the_documented_example_loads_and_evaluates() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("from-h5py.h5");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/write_model.py");
@@ -112,6 +115,7 @@ fn damaged(dir: &Path, name: &str, damage: impl FnOnce(&hdf5::File)) -> PathBuf 
 
 #[test]
 fn each_defect_is_rejected_with_its_own_message() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
@@ -222,6 +226,7 @@ fn each_defect_is_rejected_with_its_own_message() {
 
 #[test]
 fn unknown_activation_names_are_errors() {
+    let _serial = common::serial();
     let e = random_model(Arch::Mnist3Layer, "tanh", None, 0)
         .unwrap_err()
         .to_string();
@@ -230,6 +235,7 @@ fn unknown_activation_names_are_errors() {
 
 #[test]
 fn plain_accuracy_over_the_whole_mnist_test_set() {
+    let _serial = common::serial();
     let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 5).unwrap();
     let images = Dataset::Mnist.load_test(&common::datasets_dir()).unwrap();
     let (n, acc) = plain::accuracy(&m, &images, None);

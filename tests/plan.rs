@@ -1,6 +1,6 @@
 //! Planning: the paper's operation counts, parameter choice, and clear errors before any key.
 
-use std::process::Command;
+mod common;
 
 use hejob::he::packing::by_name;
 use hejob::he::{plan::plan, Network};
@@ -95,7 +95,7 @@ fn plan_command_prints_the_json_contract() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m.h5");
     let m = m.to_str().unwrap();
-    let ok = Command::new(env!("CARGO_BIN_EXE_hejob"))
+    let ok = common::hejob_command()
         .args([
             "model",
             "new",
@@ -109,7 +109,7 @@ fn plan_command_prints_the_json_contract() {
         .status()
         .unwrap();
     assert!(ok.success());
-    let out = Command::new(env!("CARGO_BIN_EXE_hejob"))
+    let out = common::hejob_command()
         .args(["plan", "--model", m, "--packing", "channel", "--json"])
         .output()
         .unwrap();
@@ -137,7 +137,7 @@ fn plan_command_prints_the_json_contract() {
     }
     assert_eq!(v["totals"]["rotation"], 330);
     assert!(v["layers"].as_array().unwrap().len() >= 5);
-    let bad = Command::new(env!("CARGO_BIN_EXE_hejob"))
+    let bad = common::hejob_command()
         .args(["plan", "--model", m, "--packing", "diagonal"])
         .output()
         .unwrap();

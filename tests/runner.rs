@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::{conv, dense, named, Rng};
@@ -47,8 +47,8 @@ fn job(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn hejob(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hejob"));
-    cmd.args(args).env("RUST_LOG", "warn");
+    let mut cmd = common::hejob_command();
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -73,6 +73,7 @@ fn read_indices(path: &Path) -> Vec<i64> {
 
 #[test]
 fn a_job_writes_a_complete_result_file() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let cfg = job(dir.path(), "limit = 3\noffset = 5\nlog_level = \"warn\"\n");
     let out = hejob(&["--config", cfg.to_str().unwrap(), "--threads", "2"], &[]);
@@ -140,12 +141,12 @@ fn a_job_writes_a_complete_result_file() {
 
 #[test]
 fn a_killed_job_resumes_and_holds_every_image_once() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let cfg = job(dir.path(), "limit = 12\n");
     let checkpoint = dir.path().join("out/result.h5.checkpoint/rank-0.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hejob"))
+    let mut child = common::hejob_command()
         .args(["--config", cfg.to_str().unwrap(), "--threads", "1"])
-        .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();
     let images_done = |p: &Path| {
@@ -186,6 +187,7 @@ fn a_killed_job_resumes_and_holds_every_image_once() {
 
 #[test]
 fn bad_jobs_fail_fast_with_their_own_message() {
+    let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cases: Vec<(&str, &str)> = vec![

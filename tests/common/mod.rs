@@ -19,6 +19,23 @@ pub fn datasets_dir() -> PathBuf {
     dir
 }
 
+/// A command running the hejob binary with quiet logs. The test process does HDF5 I/O on other
+/// threads while it spawns children, and HDF5 opens files without close-on-exec, so a child can
+/// inherit another test's file lock: children run with HDF5's file locking off.
+pub fn hejob_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hejob"));
+    cmd.env("RUST_LOG", "warn")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE");
+    cmd
+}
+
+/// Serialises the tests of one test binary that do HDF5 I/O in this process and spawn children:
+/// a child forked while another thread holds an HDF5 file open inherits its lock.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A tiny deterministic generator (xorshift) so tests need no RNG crate setup.
 pub struct Rng(pub u64);
 
