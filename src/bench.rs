@@ -157,17 +157,31 @@ pub struct PackingBench {
     pub max_abs_error: f64,
 }
 
-/// Benchmarks `packing` on a random `arch` model with `activation`, on `threads` threads:
-/// `runs` consecutive runs in one process, the last one reported (the paper reports runs 2–4).
-pub fn bench_packing(
-    arch: crate::model::arch::Arch,
-    activation: &str,
-    packing: &str,
-    threads: usize,
-    runs: usize,
-    batch_images: Option<usize>,
-) -> std::result::Result<PackingBench, crate::Error> {
+/// One packing benchmark configuration.
+#[derive(Clone, Debug)]
+pub struct PackingConfig {
+    pub arch: crate::model::arch::Arch,
+    pub activation: String,
+    pub packing: String,
+    pub threads: usize,
+    /// Consecutive runs in one process; the last is reported (the paper reports runs 2–4).
+    pub runs: usize,
+    /// Images per batch-axis run (default: a full batch).
+    pub batch_images: Option<usize>,
+}
+
+/// Benchmarks `c.packing` on a random `c.arch` model with `c.activation` on `c.threads` threads.
+pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, crate::Error> {
     use crate::he::{infer::Session, packing::by_name};
+    let PackingConfig {
+        arch,
+        ref activation,
+        ref packing,
+        threads,
+        runs,
+        batch_images,
+    } = *c;
+    let (activation, packing) = (activation.as_str(), packing.as_str());
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -215,15 +229,19 @@ pub fn bench_packing(
     })
 }
 
-/// Runs [`bench_packing`] for one configuration in a child `hejob bench-packings` process.
+/// Runs [`bench_packing`] for one configuration in a child `hejob bench-packings` process, so
+/// that the peak memory it reports is its own.
 pub fn bench_packing_in_child(
-    arch: crate::model::arch::Arch,
-    activation: &str,
-    packing: &str,
-    threads: usize,
-    runs: usize,
-    batch_images: Option<usize>,
+    c: &PackingConfig,
 ) -> std::result::Result<PackingBench, crate::Error> {
+    let PackingConfig {
+        arch,
+        ref activation,
+        ref packing,
+        threads,
+        runs,
+        batch_images,
+    } = *c;
     let exe = std::env::current_exe().map_err(|e| crate::Error::Usage(e.to_string()))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args([

@@ -198,19 +198,30 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             batch_images,
             json,
         } => {
-            let configs: Vec<_> = arch
-                .iter()
-                .flat_map(|a| activations.iter().map(move |act| (*a, act)))
-                .flat_map(|(a, act)| packings.iter().map(move |p| (a, act, p)))
-                .flat_map(|(a, act, p)| threads.iter().map(move |&t| (a, act, p, t)))
-                .collect();
+            let mut configs = Vec::new();
+            for &arch in &arch {
+                for activation in &activations {
+                    for packing in &packings {
+                        for &threads in &threads {
+                            configs.push(bench::PackingConfig {
+                                arch,
+                                activation: activation.clone(),
+                                packing: packing.clone(),
+                                threads,
+                                runs,
+                                batch_images,
+                            });
+                        }
+                    }
+                }
+            }
             let mut results = Vec::new();
-            for (a, act, p, t) in configs.iter().cloned() {
+            for c in &configs {
+                // several configurations: each in a fresh process, so its peak memory is its own
                 let r = if configs.len() == 1 {
-                    bench::bench_packing(a, act, p, t, runs, batch_images)?
+                    bench::bench_packing(c)?
                 } else {
-                    // each configuration in a fresh process, so that its peak memory is its own
-                    bench::bench_packing_in_child(a, act, p, t, runs, batch_images)?
+                    bench::bench_packing_in_child(c)?
                 };
                 eprint!("{}", bench::packing_markdown(std::slice::from_ref(&r)));
                 results.push(r);
