@@ -173,17 +173,9 @@ pub struct PackingConfig {
 /// Benchmarks `c.packing` on a random `c.arch` model with `c.activation` on `c.threads` threads.
 pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, crate::Error> {
     use crate::he::{infer::Session, packing::by_name};
-    let PackingConfig {
-        arch,
-        ref activation,
-        ref packing,
-        threads,
-        runs,
-        batch_images,
-    } = *c;
-    let (activation, packing) = (activation.as_str(), packing.as_str());
+    let (arch, activation, packing) = (c.arch, c.activation.as_str(), c.packing.as_str());
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(c.threads)
         .build()
         .map_err(|e| crate::Error::Usage(format!("thread pool: {e}")))?;
     pool.install(|| {
@@ -194,16 +186,18 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
         let keys_mb = session.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
         // peak memory of the runs, with the keys resident but without the serialization above
         reset_peak_rss();
-        let n = batch_images
+        let n = c
+            .batch_images
             .unwrap_or(session.plan.images_per_run)
             .min(session.plan.images_per_run);
         let images = synthetic_images(session.model.input, n);
         let indices: Vec<usize> = (0..n).collect();
         let mut last = None;
-        for r in 0..runs.max(1) {
+        for r in 0..c.runs.max(1) {
             log::info!(
-                "{} {activation} {packing} on {threads} thread(s): run {}",
+                "{} {activation} {packing} on {} thread(s): run {}",
                 arch.name(),
+                c.threads,
                 r + 1
             );
             last = Some(session.classify_run(&images, &indices)?);
@@ -213,7 +207,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
             arch: arch.name().to_string(),
             activation: activation.to_string(),
             packing: packing.to_string(),
-            threads,
+            threads: c.threads,
             params: session.plan.params.clone(),
             depth: session.plan.depth,
             images_per_run: n,
@@ -234,14 +228,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
 pub fn bench_packing_in_child(
     c: &PackingConfig,
 ) -> std::result::Result<PackingBench, crate::Error> {
-    let PackingConfig {
-        arch,
-        ref activation,
-        ref packing,
-        threads,
-        runs,
-        batch_images,
-    } = *c;
+    let (arch, activation, packing, threads) = (c.arch, &c.activation, &c.packing, c.threads);
     let exe = std::env::current_exe().map_err(|e| crate::Error::Usage(e.to_string()))?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
@@ -258,10 +245,10 @@ pub fn bench_packing_in_child(
         "--threads",
         &threads.to_string(),
         "--runs",
-        &runs.to_string(),
+        &c.runs.to_string(),
     ])
     .stderr(std::process::Stdio::inherit());
-    if let Some(n) = batch_images {
+    if let Some(n) = c.batch_images {
         cmd.args(["--batch-images", &n.to_string()]);
     }
     let out = cmd
