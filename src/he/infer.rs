@@ -2,7 +2,6 @@
 //! the client decrypts, and each image is compared with the plaintext reference. The two roles
 //! stay separate in the types: the server half only ever holds an `Evaluator`.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -64,11 +63,6 @@ impl Session {
     /// The serialized evaluation keys (what a server receives).
     pub fn evaluation_keys(&self) -> &EvaluationKeys {
         self.evaluator.keys()
-    }
-
-    /// The CKKS context.
-    pub fn context(&self) -> &Arc<Context> {
-        self.client.context()
     }
 
     /// Classifies `images[indices]` in runs of the packing's size; returns one record per image

@@ -106,7 +106,8 @@ impl Packing for ChannelWise {
     }
 
     fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
-        for (i, g) in grids(net).iter().enumerate() {
+        let layout = grids(net);
+        for (i, g) in layout.iter().enumerate() {
             if let Some(g) = g {
                 if g.span() > slots {
                     return Err(format!(
@@ -120,7 +121,7 @@ impl Packing for ChannelWise {
         }
         // every channel packed before a dense layer must find room
         for (i, layer) in net.layers.iter().enumerate() {
-            if let (LayerKind::Dense(_), Some(g)) = (&layer.kind, grids(net)[i]) {
+            if let (LayerKind::Dense(_), Some(g)) = (&layer.kind, layout[i]) {
                 // a flatten keeps the grid: its c·h·w values are c channels of h·w
                 pack_shifts(&g, net.shape_in(i).len() / (g.h * g.w), slots)?;
             }
