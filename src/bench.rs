@@ -56,7 +56,9 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
         Ok(())
     };
     time("encode", &mut || ops.encode(&values, top, scale).map(drop))?;
-    time("encrypt", &mut || client.encrypt_plain(&p).map(drop))?;
+    time("encrypt", &mut || {
+        client.encryptor().encrypt_plain(&p).map(drop)
+    })?;
     time("decrypt+decode", &mut || client.decrypt(&a).map(drop))?;
     time("add", &mut || ops.add(&a, &b).map(drop))?;
     time("add_plain", &mut || ops.add_plain(&a, &p).map(drop))?;
@@ -183,14 +185,14 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
         let keygen = Instant::now();
         let session = Session::new(model, by_name(packing)?)?;
         let keygen_s = keygen.elapsed().as_secs_f64();
-        let keys_mb = session.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
+        let keys_mb = session.worker.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
         // peak memory of the runs, with the keys resident but without the serialization above
         reset_peak_rss();
         let n = c
             .batch_images
-            .unwrap_or(session.plan.images_per_run)
-            .min(session.plan.images_per_run);
-        let images = synthetic_images(session.model.input, n);
+            .unwrap_or(session.plan().images_per_run)
+            .min(session.plan().images_per_run);
+        let images = synthetic_images(session.owner.model.input, n);
         let indices: Vec<usize> = (0..n).collect();
         let mut last = None;
         for r in 0..c.runs.max(1) {
@@ -208,8 +210,8 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
             activation: activation.to_string(),
             packing: packing.to_string(),
             threads: c.threads,
-            params: session.plan.params.clone(),
-            depth: session.plan.depth,
+            params: session.plan().params.clone(),
+            depth: session.plan().depth,
             images_per_run: n,
             keygen_s,
             latency_s: eval.seconds,

@@ -257,7 +257,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if json {
                 println!(
                     "{}",
-                    json!({ "plan": session.plan, "images": records, "runs": evals })
+                    json!({ "plan": session.plan(), "images": records, "runs": evals })
                 );
             } else {
                 for r in &records {

@@ -69,7 +69,7 @@ fn check(packing_name: &str, input: Shape, layers: &[Layer], images: usize, seed
     let per_run = plan.images_per_run;
     let mut worst = 0f64;
     for chunk in xs.chunks(per_run) {
-        let cts = encrypt_run(&client, packing, &net, chunk).unwrap();
+        let cts = encrypt_run(client.encryptor(), packing, &net, chunk).unwrap();
         let (out, eval) = evaluate_run(&evaluator, packing, &net, cts).unwrap();
         assert_eq!(
             eval.totals, plan.totals,

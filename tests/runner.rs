@@ -1,11 +1,12 @@
-//! The job runner through the real binary: result files read back, a killed job resumed with
+//! The job runner through the real binary, alone and under a real `mpirun`: result files read
+//! back, two ranks giving the results of one, a killed job (or one killed rank) resumed with
 //! every image exactly once, and each bad job refused before any key is generated.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{conv, dense, named, Rng};
@@ -248,11 +249,201 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     .unwrap();
     let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
     assert!(e.contains("different job configuration"), "{e}");
-    // a launch with several ranks is refused, not run twice
+    // a launcher that does not match the MPI library: one rank in a world announced as two
     let cfg = job(d, "limit = 1\n");
-    let e = error_line(&hejob(
-        &["--config", cfg.to_str().unwrap()],
-        &[("OMPI_COMM_WORLD_SIZE", "2")],
-    ));
-    assert!(e.contains("launched as 2 ranks"), "{e}");
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"] {
+        let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[(var, "2")]));
+        assert!(e.contains(&format!("({var}=2)")), "{e}");
+        assert!(e.contains("srun --mpi=pmix"), "{e}");
+    }
+}
+
+/// `mpirun` of the binary under test with `n` ranks, no core binding, allowed as root.
+fn mpirun(n: usize, args: &[&str]) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["-n", &n.to_string(), "--bind-to", "none", "--oversubscribe"])
+        .arg(env!("CARGO_BIN_EXE_hejob"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    cmd
+}
+
+/// A job file with `packing` instead of the default channel-wise one.
+fn job_with(dir: &Path, packing: &str, extra: &str) -> PathBuf {
+    let cfg = job(dir, extra);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("packing = \"channel\"", &format!("packing = \"{packing}\""));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// The per-image columns of a result file.
+struct Images {
+    index: Vec<i64>,
+    label: Vec<i64>,
+    plain_pred: Vec<i64>,
+    he_pred: Vec<i64>,
+    rank: Vec<i64>,
+    plain_logits: Vec<f64>,
+    he_logits: Vec<f64>,
+    ranks: u64,
+}
+
+fn read_images(path: &Path) -> Images {
+    let f = hdf5::File::open(path).unwrap();
+    let ints = |n: &str| f.dataset(n).unwrap().read_raw::<i64>().unwrap();
+    let floats = |n: &str| f.dataset(n).unwrap().read_raw::<f64>().unwrap();
+    Images {
+        index: ints("index"),
+        label: ints("label"),
+        plain_pred: ints("plain_pred"),
+        he_pred: ints("he_pred"),
+        rank: ints("rank"),
+        plain_logits: floats("plain_logits"),
+        he_logits: floats("he_logits"),
+        ranks: f.attr("ranks").unwrap().read_scalar::<u64>().unwrap(),
+    }
+}
+
+fn succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn two_mpi_ranks_give_the_results_of_one() {
+    let _serial = common::serial();
+    for packing in ["channel", "batch"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = job_with(dir.path(), packing, "limit = 6\noffset = 20\n");
+        let (one, two) = (dir.path().join("one.h5"), dir.path().join("two.h5"));
+        let cfg = cfg.to_str().unwrap();
+        succeeded(&hejob(
+            &[
+                "--config",
+                cfg,
+                "--threads",
+                "1",
+                "--output",
+                one.to_str().unwrap(),
+            ],
+            &[],
+        ));
+        succeeded(
+            &mpirun(
+                2,
+                &[
+                    "--config",
+                    cfg,
+                    "--threads",
+                    "1",
+                    "--output",
+                    two.to_str().unwrap(),
+                ],
+            )
+            .output()
+            .unwrap(),
+        );
+        let (a, b) = (read_images(&one), read_images(&two));
+        assert_eq!((a.ranks, b.ranks), (1, 2), "{packing}");
+        assert_eq!(a.index, (20..26).collect::<Vec<i64>>(), "{packing}");
+        assert_eq!(a.index, b.index, "{packing}");
+        assert_eq!(a.label, b.label, "{packing}");
+        assert_eq!(
+            a.plain_logits, b.plain_logits,
+            "{packing}: plain logits are exact"
+        );
+        assert_eq!(a.plain_pred, b.plain_pred, "{packing}");
+        assert_eq!(a.he_pred, b.he_pred, "{packing}");
+        assert_eq!(a.he_pred, a.plain_pred, "{packing}");
+        // fresh keys and encryption noise: HE logits agree within the noise, not bit for bit
+        for (x, y) in a.he_logits.iter().zip(&b.he_logits) {
+            assert!((x - y).abs() < 1e-2, "{packing}: {x} vs {y}");
+        }
+        assert_eq!(a.rank, vec![0; 6], "{packing}");
+        assert_eq!(
+            b.rank,
+            vec![0, 0, 0, 1, 1, 1],
+            "{packing}: contiguous shards"
+        );
+    }
+}
+
+/// The pids of the processes whose parent is `parent` and whose environment holds `var`.
+fn children_with(parent: u32, var: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // the parent pid is the second field after the parenthesised command name
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if ppid == Some(parent) && environ.split(|&b| b == 0).any(|kv| kv == var.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_rank_killed_under_mpirun_loses_nothing_it_finished() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = job(dir.path(), "limit = 12\n");
+    let cfg = cfg.to_str().unwrap();
+    let cp = dir.path().join("out/result.h5.checkpoint");
+    let images_done = || {
+        (0..2)
+            .map(|r| {
+                std::fs::read_to_string(cp.join(format!("rank-{r}.jsonl")))
+                    .map(|t| t.matches("\"type\":\"image\"").count())
+                    .unwrap_or(0)
+            })
+            .sum::<usize>()
+    };
+    let mut launcher = mpirun(2, &["--config", cfg, "--threads", "1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while images_done() < 3 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rank1 = children_with(launcher.id(), "OMPI_COMM_WORLD_RANK=1");
+    assert_eq!(rank1.len(), 1, "rank 1 of mpirun {}", launcher.id());
+    let killed = Command::new("kill")
+        .args(["-9", &rank1[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(
+        !launcher.wait().unwrap().success(),
+        "mpirun reports the dead rank"
+    );
+    let before = images_done();
+    assert!(before < 12, "killed before the end ({before} done)");
+    assert!(!dir.path().join("out/result.h5").exists());
+    succeeded(
+        &mpirun(2, &["--config", cfg, "--threads", "1"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        read_indices(&dir.path().join("out/result.h5")),
+        (0..12).collect::<Vec<i64>>()
+    );
+    assert_eq!(images_done(), 12, "finished images were not redone");
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use hejob::seal::{
-    Ciphertext, CkksParams, Client, Context, EvaluationKeys, Evaluator, OpCounts, SealError,
+    Ciphertext, CkksParams, Client, Context, Encryptor, EvaluationKeys, Evaluator, OpCounts,
+    PublicKey, SealError,
 };
 use rayon::prelude::*;
 
@@ -288,6 +289,29 @@ fn keys_and_ciphertexts_round_trip_through_bytes() {
     let other = Context::new(&params(8192, &[60, 40, 60], 40)).unwrap();
     assert!(EvaluationKeys::from_bytes(&other, &bytes).is_err());
     assert!(Ciphertext::from_bytes(&other, &ct_bytes).is_err());
+}
+
+#[test]
+fn a_public_key_from_bytes_encrypts_for_the_key_owner_only() {
+    let s = small();
+    let bytes = s.client.public_key().to_bytes().unwrap();
+    let public = PublicKey::from_bytes(&s.ctx, &bytes).unwrap();
+    let enc = Encryptor::new(s.ctx.clone(), &public).unwrap();
+    let a = input(4096, 12);
+    let ct = enc.encrypt(&a, 1, s.ctx.params().scale()).unwrap();
+    assert_eq!(ct.level(), 1);
+    assert_close(&s.client.decrypt(&ct).unwrap(), &a, TOL);
+    // another key pair of the same context cannot read it
+    let stranger = Client::new(s.ctx.clone()).unwrap();
+    let garbage = stranger.decrypt(&ct).unwrap();
+    assert!(garbage.iter().zip(&a).any(|(g, w)| (g - w).abs() > 1.0));
+    // damaged or foreign bytes are clean errors
+    let err = PublicKey::from_bytes(&s.ctx, &bytes[..bytes.len() / 2])
+        .err()
+        .unwrap();
+    assert!(matches!(err, SealError::Malformed { .. }), "{err}");
+    let other = Context::new(&params(8192, &[60, 40, 60], 40)).unwrap();
+    assert!(PublicKey::from_bytes(&other, &bytes).is_err());
 }
 
 #[test]

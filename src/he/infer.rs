@@ -1,7 +1,9 @@
-//! Encrypted inference of test images end to end: the client encrypts, the server evaluates,
-//! the client decrypts, and each image is compared with the plaintext reference. The two roles
-//! stay separate in the types: the server half only ever holds an `Evaluator`.
+//! Encrypted inference of test images end to end, in two roles that stay separate in the
+//! types: the [`Owner`] holds the secret key (plans, generates keys, decrypts, compares with
+//! the plaintext reference); a [`Worker`] holds only the public key and the evaluation keys
+//! (encrypts its images, evaluates). A [`RunOutput`] is what travels from a worker to the owner.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,10 @@ use super::plan::{self, Plan};
 use super::{HeError, Network};
 use crate::data::Images;
 use crate::model::{plain, Model};
-use crate::seal::{Client, Context, EvaluationKeys, Evaluator, OpTally};
+use crate::seal::{
+    Ciphertext, Client, Context, Encryptor, EvaluationKeys, Evaluator, OpTally, PublicKey,
+    SealError,
+};
 
 /// The outcome for one image.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,83 +35,158 @@ pub struct ImageRecord {
     pub counts: OpTally,
 }
 
-/// A model, its plan and a key pair, ready to classify images.
-pub struct Session {
+/// The encrypted outputs of one run and what the run cost.
+pub struct RunOutput {
+    /// Test-set indices of the run's images, in slot order.
+    pub images: Vec<usize>,
+    pub outputs: Vec<Ciphertext>,
+    pub evaluation: Evaluation,
+    /// Seconds of evaluation (encryption excluded).
+    pub latency_s: f64,
+}
+
+/// The JSON head of a serialized [`RunOutput`].
+#[derive(Serialize, Deserialize)]
+struct RunHead {
+    images: Vec<usize>,
+    evaluation: Evaluation,
+    latency_s: f64,
+    ciphertext_bytes: Vec<usize>,
+}
+
+impl RunOutput {
+    /// Bytes: the head's length (u64 LE), the JSON head, then each ciphertext's SEAL bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, HeError> {
+        let cts = self
+            .outputs
+            .iter()
+            .map(Ciphertext::to_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        let head = RunHead {
+            images: self.images.clone(),
+            evaluation: self.evaluation.clone(),
+            latency_s: self.latency_s,
+            ciphertext_bytes: cts.iter().map(Vec::len).collect(),
+        };
+        let head = serde_json::to_vec(&head).map_err(|e| HeError::Internal(e.to_string()))?;
+        let mut out = (head.len() as u64).to_le_bytes().to_vec();
+        out.extend(head);
+        for ct in cts {
+            out.extend(ct);
+        }
+        Ok(out)
+    }
+
+    /// Reads bytes written by [`RunOutput::to_bytes`]; each ciphertext is validated by SEAL
+    /// against `context`.
+    pub fn from_bytes(context: &Context, bytes: &[u8]) -> Result<Self, HeError> {
+        let malformed = |reason: &str| {
+            HeError::Seal(SealError::Malformed {
+                what: "run output",
+                reason: reason.to_string(),
+            })
+        };
+        let (len, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| malformed("shorter than its length prefix"))?;
+        let len = u64::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(malformed("shorter than its head"));
+        }
+        let (head, mut rest) = rest.split_at(len);
+        let head: RunHead =
+            serde_json::from_slice(head).map_err(|e| malformed(&format!("head: {e}")))?;
+        let mut outputs = Vec::with_capacity(head.ciphertext_bytes.len());
+        for &n in &head.ciphertext_bytes {
+            if rest.len() < n {
+                return Err(malformed("truncated ciphertext"));
+            }
+            let (ct, tail) = rest.split_at(n);
+            outputs.push(Ciphertext::from_bytes(context, ct)?);
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            return Err(malformed("trailing bytes"));
+        }
+        Ok(Self {
+            images: head.images,
+            outputs,
+            evaluation: head.evaluation,
+            latency_s: head.latency_s,
+        })
+    }
+}
+
+/// The key owner: the plan, the key pair, decryption and the comparison with plaintext.
+pub struct Owner {
     pub model: Model,
     pub net: Network,
     pub plan: Plan,
     pub packing: &'static dyn Packing,
     client: Client,
-    evaluator: Evaluator,
 }
 
-impl Session {
-    /// Plans the model under `packing`, generates keys on the client side and hands the
-    /// server side only the evaluation keys.
-    pub fn new(model: Model, packing: &'static dyn Packing) -> Result<Self, HeError> {
+impl Owner {
+    /// Plans `model` under `packing` and generates a key pair; returns the owner and the
+    /// evaluation keys for exactly the plan's rotation steps.
+    pub fn new(
+        model: Model,
+        packing: &'static dyn Packing,
+    ) -> Result<(Self, EvaluationKeys), HeError> {
         let net = Network::from_model(&model)?;
         let plan = plan::plan(packing, &net)?;
-        let context = Context::new(&plan.params)?;
-        let client = Client::new(context.clone())?;
+        let client = Client::new(Context::new(&plan.params)?)?;
         let keys = client.evaluation_keys(&plan.rotation_steps, true)?;
-        let evaluator = Evaluator::new(context, keys)?;
-        Ok(Self {
+        let owner = Self {
             model,
             net,
             plan,
             packing,
             client,
-            evaluator,
-        })
+        };
+        Ok((owner, keys))
     }
 
-    /// The serialized evaluation keys (what a server receives).
-    pub fn evaluation_keys(&self) -> &EvaluationKeys {
-        self.evaluator.keys()
+    /// The CKKS context of the keys.
+    pub fn context(&self) -> &Arc<Context> {
+        self.client.context()
     }
 
-    /// Classifies `images[indices]` in runs of the packing's size; returns one record per image
-    /// and one evaluation per run.
-    pub fn classify(
-        &self,
-        images: &Images,
-        indices: &[usize],
-    ) -> Result<(Vec<ImageRecord>, Vec<Evaluation>), HeError> {
-        let per_run = self.plan.images_per_run;
-        let mut records = Vec::with_capacity(indices.len());
-        let mut evaluations = Vec::new();
-        for run in indices.chunks(per_run) {
-            let (recs, eval) = self.classify_run(images, run)?;
-            records.extend(recs);
-            evaluations.push(eval);
-        }
-        Ok((records, evaluations))
+    /// The public key, for workers to encrypt with.
+    pub fn public_key(&self) -> &PublicKey {
+        self.client.public_key()
     }
 
-    /// One run: encrypt (client), evaluate (server), decrypt and compare (client).
-    pub fn classify_run(
-        &self,
-        images: &Images,
-        run: &[usize],
-    ) -> Result<(Vec<ImageRecord>, Evaluation), HeError> {
-        let inputs: Vec<Vec<f64>> = run
+    /// A worker in this process, over the owner's public key and `keys`.
+    pub fn worker(&self, keys: EvaluationKeys) -> Result<Worker, HeError> {
+        Worker::new(
+            self.model.clone(),
+            self.packing,
+            self.context().clone(),
+            self.public_key(),
+            keys,
+        )
+    }
+
+    /// Decrypts a run's outputs and compares each image with the plaintext network.
+    pub fn records(&self, images: &Images, run: &RunOutput) -> Result<Vec<ImageRecord>, HeError> {
+        let he = packing::decrypt_run(
+            &self.client,
+            self.packing,
+            &self.net,
+            &run.outputs,
+            run.images.len(),
+        )?;
+        Ok(run
+            .images
             .iter()
-            .map(|&i| {
-                self.model
+            .zip(he)
+            .map(|(&index, he_logits)| {
+                let x = self
+                    .model
                     .preprocess
-                    .apply(self.model.input, images.image(i))
-            })
-            .collect();
-        let cts = packing::encrypt_run(&self.client, self.packing, &self.net, &inputs)?;
-        let start = Instant::now();
-        let (out, eval) = packing::evaluate_run(&self.evaluator, self.packing, &self.net, cts)?;
-        let latency = start.elapsed().as_secs_f64();
-        let he = packing::decrypt_run(&self.client, self.packing, &self.net, &out, run.len())?;
-        let records = run
-            .iter()
-            .zip(inputs.iter().zip(he))
-            .map(|(&index, (x, he_logits))| {
-                let plain_logits = plain::forward(&self.model.layers, self.model.input, x);
+                    .apply(self.model.input, images.image(index));
+                let plain_logits = plain::forward(&self.model.layers, self.model.input, &x);
                 let max_abs_error = plain_logits
                     .iter()
                     .zip(&he_logits)
@@ -120,11 +200,115 @@ impl Session {
                     plain_logits,
                     he_logits,
                     max_abs_error,
-                    latency_s: latency,
-                    counts: eval.totals,
+                    latency_s: run.latency_s,
+                    counts: run.evaluation.totals,
                 }
             })
+            .collect())
+    }
+}
+
+/// The evaluating side: encrypts its images with the public key and evaluates them with the
+/// evaluation keys. It has no way to decrypt.
+pub struct Worker {
+    model: Model,
+    net: Network,
+    packing: &'static dyn Packing,
+    encryptor: Encryptor,
+    evaluator: Evaluator,
+}
+
+impl Worker {
+    /// A worker for `model` under `packing` with the owner's public key and evaluation keys.
+    pub fn new(
+        model: Model,
+        packing: &'static dyn Packing,
+        context: Arc<Context>,
+        public: &PublicKey,
+        keys: EvaluationKeys,
+    ) -> Result<Self, HeError> {
+        Ok(Self {
+            net: Network::from_model(&model)?,
+            model,
+            packing,
+            encryptor: Encryptor::new(context.clone(), public)?,
+            evaluator: Evaluator::new(context, keys)?,
+        })
+    }
+
+    /// The evaluation keys this worker holds.
+    pub fn evaluation_keys(&self) -> &EvaluationKeys {
+        self.evaluator.keys()
+    }
+
+    /// One run: preprocess and encrypt `images[run]`, then evaluate (timed).
+    pub fn run(&self, images: &Images, run: &[usize]) -> Result<RunOutput, HeError> {
+        let inputs: Vec<Vec<f64>> = run
+            .iter()
+            .map(|&i| {
+                self.model
+                    .preprocess
+                    .apply(self.model.input, images.image(i))
+            })
             .collect();
-        Ok((records, eval))
+        let cts = packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?;
+        let start = Instant::now();
+        let (outputs, evaluation) =
+            packing::evaluate_run(&self.evaluator, self.packing, &self.net, cts)?;
+        Ok(RunOutput {
+            images: run.to_vec(),
+            outputs,
+            evaluation,
+            latency_s: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// An owner and a worker in one process, ready to classify images.
+pub struct Session {
+    pub owner: Owner,
+    pub worker: Worker,
+}
+
+impl Session {
+    /// Plans the model under `packing`, generates keys, and hands the worker only the public
+    /// key and the evaluation keys.
+    pub fn new(model: Model, packing: &'static dyn Packing) -> Result<Self, HeError> {
+        let (owner, keys) = Owner::new(model, packing)?;
+        let worker = owner.worker(keys)?;
+        Ok(Self { owner, worker })
+    }
+
+    /// The plan the keys were made for.
+    pub fn plan(&self) -> &Plan {
+        &self.owner.plan
+    }
+
+    /// Classifies `images[indices]` in runs of the packing's size; returns one record per image
+    /// and one evaluation per run.
+    pub fn classify(
+        &self,
+        images: &Images,
+        indices: &[usize],
+    ) -> Result<(Vec<ImageRecord>, Vec<Evaluation>), HeError> {
+        let mut records = Vec::with_capacity(indices.len());
+        let mut evaluations = Vec::new();
+        for run in indices.chunks(self.owner.plan.images_per_run) {
+            let (recs, eval) = self.classify_run(images, run)?;
+            records.extend(recs);
+            evaluations.push(eval);
+        }
+        Ok((records, evaluations))
+    }
+
+    /// One run: encrypt and evaluate (worker), decrypt and compare (owner).
+    pub fn classify_run(
+        &self,
+        images: &Images,
+        run: &[usize],
+    ) -> Result<(Vec<ImageRecord>, Evaluation), HeError> {
+        let out = self.worker.run(images, run)?;
+        let records = self.owner.records(images, &out)?;
+        Ok((records, out.evaluation))
     }
 }

@@ -1,6 +1,7 @@
-//! Per-rank checkpoints: an append-only JSON-lines file of finished images and runs, flushed to
-//! disk after every run, so that a killed job loses nothing it finished. The first line binds
-//! the file to one job configuration (model contents, dataset, packing).
+//! Per-rank checkpoints: for each rank, an append-only JSON-lines file `rank-R.jsonl` of the
+//! images and runs it finished, flushed to disk after every run, so that a killed job loses
+//! nothing it finished. The first line binds the file to one job configuration (model contents,
+//! dataset, packing). Rank 0 writes them all, as it decrypts each rank's runs.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -34,8 +35,48 @@ pub enum Entry {
     },
 }
 
+/// The open checkpoints of every rank of a job.
+pub struct Checkpoints {
+    files: Vec<Checkpoint>,
+}
+
+impl Checkpoints {
+    /// Opens `dir/rank-R.jsonl` for ranks `0..ranks` and for any other rank whose file is
+    /// there (from an earlier run with more ranks); returns every entry already written.
+    pub fn open(
+        dir: &Path,
+        ranks: usize,
+        fingerprint: &str,
+    ) -> Result<(Self, Vec<Entry>), JobError> {
+        let listed = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        let highest = listed
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("rank-")?
+                    .strip_suffix(".jsonl")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max();
+        let count = ranks.max(highest.map_or(0, |h| h + 1));
+        let mut files = Vec::with_capacity(count);
+        let mut entries = Vec::new();
+        for rank in 0..count {
+            let (file, found) = Checkpoint::open(dir, rank, fingerprint)?;
+            files.push(file);
+            entries.extend(found);
+        }
+        Ok((Self { files }, entries))
+    }
+
+    /// Appends entries to `rank`'s checkpoint and forces them to disk.
+    pub fn append(&mut self, rank: usize, entries: &[Entry]) -> Result<(), JobError> {
+        self.files[rank].append(entries)
+    }
+}
+
 /// An open checkpoint of one rank.
-pub struct Checkpoint {
+struct Checkpoint {
     path: PathBuf,
     file: File,
 }
@@ -44,11 +85,7 @@ impl Checkpoint {
     /// Opens (or starts) `dir/rank-R.jsonl` for a job with `fingerprint`; returns the entries
     /// already there. A torn last line (a kill during a write) is dropped; a file from a
     /// different job is refused.
-    pub fn open(
-        dir: &Path,
-        rank: usize,
-        fingerprint: &str,
-    ) -> Result<(Self, Vec<Entry>), JobError> {
+    fn open(dir: &Path, rank: usize, fingerprint: &str) -> Result<(Self, Vec<Entry>), JobError> {
         let path = dir.join(format!("rank-{rank}.jsonl"));
         let fail = |reason: String| JobError::Checkpoint {
             path: path.clone(),
@@ -107,7 +144,7 @@ impl Checkpoint {
     }
 
     /// Appends entries and forces them to disk.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), JobError> {
+    fn append(&mut self, entries: &[Entry]) -> Result<(), JobError> {
         let fail = |e: std::io::Error| JobError::Checkpoint {
             path: self.path.clone(),
             reason: e.to_string(),

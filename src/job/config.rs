@@ -25,7 +25,8 @@ pub struct JobFile {
     /// First test image.
     #[serde(default)]
     pub offset: usize,
-    /// Threads per rank (default: `$SLURM_CPUS_PER_TASK`, else all cores).
+    /// Threads per rank (default: `$SLURM_CPUS_PER_TASK`, else the node's cores shared equally
+    /// among the ranks on it).
     pub threads: Option<usize>,
     /// The result file (HDF5).
     pub output: PathBuf,
@@ -79,10 +80,11 @@ impl JobFile {
 impl Job {
     /// Applies overrides and checks everything that can be checked without keys: the model
     /// loads and matches the dataset, the images exist, the packing is known, the output and
-    /// checkpoint folders are writable.
+    /// checkpoint folders are writable. `ranks_on_node` ranks share this node's cores.
     pub fn prepare(
         path: &Path,
         overrides: &Overrides,
+        ranks_on_node: usize,
     ) -> Result<(Self, crate::model::Model, data::Images), crate::Error> {
         let (mut file, text) = JobFile::read(path)?;
         let fail = |reason: String| JobError::Config {
@@ -109,7 +111,10 @@ impl Job {
             None => std::env::var("SLURM_CPUS_PER_TASK")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+                .unwrap_or_else(|| {
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    (cores / ranks_on_node.max(1)).max(1)
+                }),
         };
         if !file.model.exists() {
             return Err(fail(format!("model {} does not exist", file.model.display())).into());

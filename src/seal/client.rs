@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use super::ciphertext::Ciphertext;
 use super::context::Context;
-use super::encoder::{Encoder, Plaintext};
+use super::encoder::Plaintext;
+use super::encryptor::{Encryptor, PublicKey};
 use super::ffi;
 use super::handle::Handle;
 use super::keys::{normalize_step, EvaluationKeys, SwitchKeys};
@@ -18,8 +19,8 @@ use super::{check, Result};
 pub struct Client {
     context: Arc<Context>,
     keygen: Handle,
-    encoder: Encoder,
-    encryptor: Handle,
+    public: PublicKey,
+    encryptor: Encryptor,
     decryptor: Mutex<Handle>,
 }
 
@@ -41,16 +42,15 @@ impl Client {
             ffi::PublicKey_Destroy,
             |p| unsafe { ffi::KeyGenerator_CreatePublicKey(keygen.ptr(), false, p) },
         )?;
-        let encryptor = Handle::create("Encryptor::new", ffi::Encryptor_Destroy, |p| unsafe {
-            ffi::Encryptor_Create(context.ptr(), public.ptr(), secret.ptr(), p)
-        })?;
+        let public = PublicKey::from_handle(public);
+        let encryptor = Encryptor::new(context.clone(), &public)?;
         let decryptor = Handle::create("Decryptor::new", ffi::Decryptor_Destroy, |p| unsafe {
             ffi::Decryptor_Create(context.ptr(), secret.ptr(), p)
         })?;
         Ok(Self {
-            encoder: Encoder::new(context.clone())?,
             context,
             keygen,
+            public,
             encryptor,
             decryptor: Mutex::new(decryptor),
         })
@@ -108,25 +108,19 @@ impl Client {
         })
     }
 
-    /// Encodes `values` at `level` and `scale` and encrypts them with the public key.
-    pub fn encrypt(&self, values: &[f64], level: usize, scale: f64) -> Result<Ciphertext> {
-        let plain = self.encoder.encode(values, level, scale)?;
-        self.encrypt_plain(&plain)
+    /// The public key (anyone may hold it: it encrypts, never decrypts).
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
     }
 
-    /// Encrypts an already encoded plaintext.
-    pub fn encrypt_plain(&self, plain: &Plaintext) -> Result<Ciphertext> {
-        let ct = Ciphertext::empty(plain.level())?;
-        // SAFETY: live encryptor, plaintext and destination; global pool.
-        check("Encryptor::encrypt", unsafe {
-            ffi::Encryptor_Encrypt(
-                self.encryptor.ptr(),
-                plain.ptr(),
-                ct.ptr(),
-                std::ptr::null_mut(),
-            )
-        })?;
-        Ok(ct)
+    /// Encrypts with the public key.
+    pub fn encryptor(&self) -> &Encryptor {
+        &self.encryptor
+    }
+
+    /// Encodes `values` at `level` and `scale` and encrypts them with the public key.
+    pub fn encrypt(&self, values: &[f64], level: usize, scale: f64) -> Result<Ciphertext> {
+        self.encryptor.encrypt(values, level, scale)
     }
 
     /// Decrypts and decodes every slot.
@@ -141,6 +135,6 @@ impl Client {
                 ffi::Decryptor_Decrypt(decryptor.ptr(), ct.ptr(), plain.ptr())
             })?;
         }
-        self.encoder.decode_raw(plain.ptr())
+        self.encryptor.encoder().decode_raw(plain.ptr())
     }
 }

@@ -86,7 +86,23 @@ unsafe extern "C" {
     ) -> HResult;
     pub fn KeyGenerator_SecretKey(thisptr: *mut c_void, secret_key: *mut *mut c_void) -> HResult;
     pub fn SecretKey_Destroy(thisptr: *mut c_void) -> HResult;
+    pub fn PublicKey_Create1(public_key: *mut *mut c_void) -> HResult;
     pub fn PublicKey_Destroy(thisptr: *mut c_void) -> HResult;
+    pub fn PublicKey_SaveSize(thisptr: *mut c_void, compr_mode: u8, result: *mut i64) -> HResult;
+    pub fn PublicKey_Save(
+        thisptr: *mut c_void,
+        outptr: *mut u8,
+        size: u64,
+        compr_mode: u8,
+        out_bytes: *mut i64,
+    ) -> HResult;
+    pub fn PublicKey_Load(
+        thisptr: *mut c_void,
+        context: *mut c_void,
+        inptr: *mut u8,
+        size: u64,
+        in_bytes: *mut i64,
+    ) -> HResult;
 
     pub fn KSwitchKeys_Create1(keys: *mut *mut c_void) -> HResult;
     pub fn KSwitchKeys_Destroy(thisptr: *mut c_void) -> HResult;

@@ -1,8 +1,9 @@
 //! Safe, counted CKKS over Microsoft SEAL 4.0: the only module of hejob that touches FFI.
 //!
 //! Layout: [`context`] (parameters, 128-bit check, the modulus chain), [`encoder`]
-//! (plaintexts), [`ciphertext`], [`keys`] (evaluation keys only), [`client`] (key generation,
-//! encryption, decryption: the only owner of a secret key), [`evaluator`] (homomorphic
+//! (plaintexts), [`ciphertext`], [`keys`] (evaluation keys only), [`encryptor`] (the public
+//! key: encryption only), [`client`] (key generation and decryption: the only owner of a secret
+//! key), [`evaluator`] (homomorphic
 //! operations over evaluation keys, every one counted in [`counts`]).
 //!
 //! # Thread safety
@@ -21,6 +22,7 @@ pub mod client;
 pub mod context;
 pub mod counts;
 pub mod encoder;
+pub mod encryptor;
 pub mod evaluator;
 mod ffi;
 mod handle;
@@ -31,6 +33,7 @@ pub use client::Client;
 pub use context::{CkksParams, Context};
 pub use counts::{OpCounts, OpTally};
 pub use encoder::{Encoder, Plaintext};
+pub use encryptor::{Encryptor, PublicKey};
 pub use evaluator::{Evaluator, Ops};
 pub use keys::EvaluationKeys;
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::exec::{Ct, Exec, Pt};
 use super::{HeError, Network};
 use crate::model::Dense;
-use crate::seal::{Ciphertext, Client, Evaluator, OpCounts, OpTally};
+use crate::seal::{Ciphertext, Client, Encryptor, Evaluator, OpCounts, OpTally};
 
 /// A way of packing images into ciphertexts and evaluating a network on them.
 pub trait Packing: Sync {
@@ -73,14 +73,14 @@ pub struct Evaluation {
     pub seconds: f64,
 }
 
-/// Client side: encrypts the images of one run at the top level.
+/// Client side: encrypts the images of one run at the top level with the public key.
 pub fn encrypt_run(
-    client: &Client,
+    encryptor: &Encryptor,
     packing: &dyn Packing,
     net: &Network,
     images: &[Vec<f64>],
 ) -> Result<Vec<Ciphertext>, HeError> {
-    let ctx = client.context();
+    let ctx = encryptor.context();
     let capacity = packing.images_per_run(ctx.slots());
     if images.len() > capacity {
         return Err(HeError::TooManyImages(images.len(), capacity));
@@ -90,7 +90,7 @@ pub fn encrypt_run(
     packing
         .input_vectors(net, ctx.slots(), images)
         .par_iter()
-        .map(|v| Ok(client.encrypt(v, top, ctx.params().scale())?))
+        .map(|v| Ok(encryptor.encrypt(v, top, ctx.params().scale())?))
         .collect()
 }
 

@@ -1,0 +1,549 @@
+//! Runs a job over MPI ranks: rank 0 checks the checkpoints, plans, generates the keys and
+//! broadcasts the public ones; every rank encrypts and evaluates its shard with all its
+//! threads; rank 0 decrypts each finished run as it arrives, appends it to the evaluating
+//! rank's checkpoint, and writes the result file at the end. Started without a launcher it is
+//! the same job on a single rank.
+
+mod world;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use self::world::{Report, World};
+use super::checkpoint::{self, Checkpoints, Entry};
+use super::config::{Job, Overrides};
+use super::results::{self, JobResult};
+use super::JobError;
+use crate::data::Images;
+use crate::he::infer::{ImageRecord, Owner, RunOutput, Worker};
+use crate::he::packing::{self, Evaluation, Packing};
+use crate::he::{plan, HeError, Network};
+use crate::model::Model;
+use crate::seal::{CkksParams, Context, EvaluationKeys, PublicKey};
+
+/// Seconds between progress lines.
+const PROGRESS_EVERY_S: f64 = 10.0;
+
+/// What rank 0 broadcasts once the job is set up.
+#[derive(Serialize, Deserialize)]
+enum Setup {
+    /// Rank 0 cannot run the job; every rank stops.
+    Stop { reason: String },
+    /// Every image is already in the checkpoints.
+    Idle,
+    /// Evaluate: the parameters, each rank's runs, and the byte lengths of the public key and
+    /// evaluation keys that follow the JSON head.
+    Work {
+        fingerprint: String,
+        params: CkksParams,
+        shards: Vec<Vec<Vec<usize>>>,
+        public_key_bytes: usize,
+        evaluation_key_bytes: usize,
+    },
+}
+
+impl Setup {
+    fn to_bytes(&self, tail: &[&[u8]]) -> Vec<u8> {
+        let head = serde_json::to_vec(self).expect("the set-up serializes");
+        let mut out = (head.len() as u64).to_le_bytes().to_vec();
+        out.extend(head);
+        for t in tail {
+            out.extend(*t);
+        }
+        out
+    }
+
+    /// The head and the bytes after it.
+    fn from_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), JobError> {
+        let bad = || JobError::Launch("rank 0 sent a malformed job set-up".into());
+        let (len, rest) = bytes.split_first_chunk::<8>().ok_or_else(bad)?;
+        let len = u64::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(bad());
+        }
+        let setup = serde_json::from_slice(&rest[..len]).map_err(|_| bad())?;
+        Ok((setup, &rest[len..]))
+    }
+}
+
+/// Runs the job in `config` with `overrides`. Rank 0 returns the result file's summary, the
+/// other ranks `None`.
+pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summary>, crate::Error> {
+    let start = SystemTime::now();
+    let world = World::init()?;
+    let prepared = Job::prepare(config, overrides, world.ranks_on_node());
+    let not_ready = world.not_ready(prepared.is_ok());
+    let (job, model, images) = prepared?;
+    if !not_ready.is_empty() {
+        return Err(JobError::Launch(format!(
+            "rank(s) {not_ready:?} could not prepare the job (their messages say why); nothing was run"
+        ))
+        .into());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.threads)
+        .build()
+        .map_err(|e| JobError::Launch(format!("cannot start {} threads: {e}", job.threads)))?;
+    let packing = packing::by_name(&job.file.packing)?;
+    let fingerprint =
+        checkpoint::fingerprint(&job.file.model, job.file.dataset.name(), packing.name())?;
+    let ctx = Ctx {
+        world: &world,
+        pool: &pool,
+        job: &job,
+        model: &model,
+        images: &images,
+        packing,
+        fingerprint: &fingerprint,
+    };
+    if world.rank() == 0 {
+        ctx.lead(start).map(Some)
+    } else {
+        ctx.follow().map(|()| None)
+    }
+}
+
+/// What every rank knows once the job is prepared.
+struct Ctx<'a> {
+    world: &'a World,
+    pool: &'a rayon::ThreadPool,
+    job: &'a Job,
+    model: &'a Model,
+    images: &'a Images,
+    packing: &'static dyn Packing,
+    fingerprint: &'a str,
+}
+
+/// Rank 0's state while runs come in.
+struct Collected {
+    checkpoints: Checkpoints,
+    done: BTreeMap<usize, (usize, ImageRecord)>,
+    runs: Vec<(Vec<usize>, Evaluation)>,
+}
+
+impl Ctx<'_> {
+    /// Rank 0: set up, evaluate its own shard, collect everyone's runs, write the result.
+    fn lead(&self, start: SystemTime) -> Result<results::Summary, crate::Error> {
+        let opened = Checkpoints::open(
+            &self.job.checkpoint_dir,
+            self.world.size(),
+            self.fingerprint,
+        );
+        let (checkpoints, entries) = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                let stop = Setup::Stop {
+                    reason: e.to_string(),
+                };
+                self.world.broadcast(Some(stop.to_bytes(&[])));
+                return Err(e.into());
+            }
+        };
+        let mut state = Collected {
+            checkpoints,
+            done: BTreeMap::new(),
+            runs: Vec::new(),
+        };
+        for e in entries {
+            match e {
+                Entry::Image { rank, record } => {
+                    state.done.insert(record.index, (rank, record));
+                }
+                Entry::Run {
+                    images, evaluation, ..
+                } => state.runs.push((images, evaluation)),
+                Entry::Header { .. } => {}
+            }
+        }
+        let todo: Vec<usize> = self
+            .job
+            .indices
+            .clone()
+            .filter(|i| !state.done.contains_key(i))
+            .collect();
+        log::info!(
+            "job {}: {} images ({} already done), packing {}, {} rank(s) × {} threads",
+            self.job.path.display(),
+            self.job.indices.len(),
+            self.job.indices.len() - todo.len(),
+            self.packing.name(),
+            self.world.size(),
+            self.job.threads
+        );
+        let plan = if todo.is_empty() {
+            self.world.broadcast(Some(Setup::Idle.to_bytes(&[])));
+            plan::plan(self.packing, &Network::from_model(self.model)?)?
+        } else {
+            let keygen = Instant::now();
+            let (owner, keys) = self
+                .pool
+                .install(|| Owner::new(self.model.clone(), self.packing))?;
+            log::info!(
+                "planned N={} depth {}, generated keys in {:.1} s",
+                owner.plan.params.poly_modulus_degree,
+                owner.plan.depth,
+                keygen.elapsed().as_secs_f64()
+            );
+            let shards = shard(&todo, owner.plan.images_per_run, self.world.size());
+            if self.world.size() > 1 {
+                let public = owner.public_key().to_bytes()?;
+                let evaluation = keys.to_bytes()?;
+                let setup = Setup::Work {
+                    fingerprint: self.fingerprint.to_string(),
+                    params: owner.plan.params.clone(),
+                    shards: shards.clone(),
+                    public_key_bytes: public.len(),
+                    evaluation_key_bytes: evaluation.len(),
+                };
+                self.world
+                    .broadcast(Some(setup.to_bytes(&[&public, &evaluation])));
+                log::info!(
+                    "sent {:.1} MB of public keys to {} rank(s)",
+                    (public.len() + evaluation.len()) as f64 / 1e6,
+                    self.world.size() - 1
+                );
+            }
+            let worker = owner.worker(keys)?;
+            self.collect(&owner, &worker, &shards[0], todo.len(), &mut state)?;
+            owner.plan
+        };
+        let records: Vec<(usize, ImageRecord)> = self
+            .job
+            .indices
+            .clone()
+            .filter_map(|i| state.done.remove(&i))
+            .collect();
+        let in_range = |imgs: &[usize]| imgs.iter().all(|i| self.job.indices.contains(i));
+        let evaluations: Vec<Evaluation> = state
+            .runs
+            .into_iter()
+            .filter(|(imgs, _)| in_range(imgs))
+            .map(|(_, e)| e)
+            .collect();
+        let result = JobResult {
+            job_text: &self.job.text,
+            model_path: &self.job.file.model,
+            model: self.model,
+            plan: &plan,
+            ranks: self.world.size(),
+            threads: self.job.threads,
+            start: results::utc(start),
+            end: results::utc(SystemTime::now()),
+            records: &records,
+            runs: &evaluations,
+        };
+        let summary = result.write(&self.job.file.output)?;
+        print_summary(self.job, &plan, &summary);
+        Ok(summary)
+    }
+
+    /// Rank 0: evaluates `own` runs on a second thread while this (MPI) thread decrypts and
+    /// checkpoints every finished run, its own and the workers', until all are in.
+    fn collect(
+        &self,
+        owner: &Owner,
+        worker: &Worker,
+        own: &[Vec<usize>],
+        total: usize,
+        state: &mut Collected,
+    ) -> Result<(), crate::Error> {
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
+        let mut failures: Vec<String> = Vec::new();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for run in own {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let out = self.pool.install(|| worker.run(self.images, run));
+                    let failed = out.is_err();
+                    if tx.send(out).is_err() || failed {
+                        break;
+                    }
+                }
+                drop(tx);
+            });
+            let gathered = self.gather(owner, &rx, total, state, &mut failures);
+            if gathered.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+            gathered
+        })?;
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(JobError::Launch(format!(
+                "{}; every finished image is kept in the checkpoints: run the job again to finish it",
+                failures.join("; ")
+            ))
+            .into())
+        }
+    }
+
+    /// Rank 0's event loop: takes finished runs from its own evaluation thread (`local`) and
+    /// from the workers until every shard is done or has failed.
+    fn gather(
+        &self,
+        owner: &Owner,
+        local: &mpsc::Receiver<Result<RunOutput, HeError>>,
+        total: usize,
+        state: &mut Collected,
+        failures: &mut Vec<String>,
+    ) -> Result<(), crate::Error> {
+        let mut progress = Progress::new("all ranks".into(), total);
+        let mut own_running = true;
+        let mut workers_left = self.world.size() - 1;
+        while own_running || workers_left > 0 {
+            if own_running {
+                match local.try_recv() {
+                    Ok(Ok(out)) => {
+                        progress.add(self.accept(owner, 0, out, state)?);
+                        continue;
+                    }
+                    Ok(Err(e)) => failures.push(format!("rank 0: {e}")),
+                    Err(mpsc::TryRecvError::Disconnected) => own_running = false,
+                    Err(mpsc::TryRecvError::Empty) => {}
+                }
+            }
+            match self.world.poll() {
+                Some((from, Report::Result(bytes))) => {
+                    let out = RunOutput::from_bytes(owner.context(), &bytes)?;
+                    progress.add(self.accept(owner, from, out, state)?);
+                }
+                Some((from, Report::Failed(reason))) => {
+                    failures.push(format!("rank {from}: {reason}"));
+                    workers_left -= 1;
+                }
+                Some((_, Report::Done)) => workers_left -= 1,
+                None => world::idle(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rank 0: decrypts one finished run of `rank`, compares it with the plaintext network and
+    /// appends it to that rank's checkpoint; returns the number of images.
+    fn accept(
+        &self,
+        owner: &Owner,
+        rank: usize,
+        out: RunOutput,
+        state: &mut Collected,
+    ) -> Result<usize, crate::Error> {
+        let records = self.pool.install(|| owner.records(self.images, &out))?;
+        let mut lines: Vec<Entry> = records
+            .iter()
+            .map(|r| Entry::Image {
+                rank,
+                record: r.clone(),
+            })
+            .collect();
+        lines.push(Entry::Run {
+            rank,
+            images: out.images.clone(),
+            evaluation: out.evaluation.clone(),
+        });
+        state.checkpoints.append(rank, &lines)?;
+        let n = records.len();
+        for r in records {
+            state.done.insert(r.index, (rank, r));
+        }
+        state.runs.push((out.images, out.evaluation));
+        Ok(n)
+    }
+
+    /// A worker rank: receives the set-up, evaluates its shard, reports each run to rank 0.
+    fn follow(&self) -> Result<(), crate::Error> {
+        let bytes = self.world.broadcast(None);
+        let (setup, tail) = Setup::from_bytes(&bytes)?;
+        match setup {
+            Setup::Stop { reason } => {
+                Err(JobError::Launch(format!("rank 0 stopped the job: {reason}")).into())
+            }
+            Setup::Idle => Ok(()),
+            Setup::Work {
+                fingerprint,
+                params,
+                shards,
+                public_key_bytes,
+                evaluation_key_bytes,
+            } => {
+                let result = self.evaluate_shard(
+                    &fingerprint,
+                    &params,
+                    &shards[self.world.rank()],
+                    (public_key_bytes, evaluation_key_bytes),
+                    tail,
+                );
+                self.world.report(&match &result {
+                    Ok(()) => Report::Done,
+                    Err(e) => Report::Failed(e.to_string()),
+                });
+                result
+            }
+        }
+    }
+
+    /// A worker rank's shard: keys from rank 0's bytes, then each run encrypted, evaluated and
+    /// sent back.
+    fn evaluate_shard(
+        &self,
+        fingerprint: &str,
+        params: &CkksParams,
+        runs: &[Vec<usize>],
+        (public_len, evaluation_len): (usize, usize),
+        keys: &[u8],
+    ) -> Result<(), crate::Error> {
+        if fingerprint != self.fingerprint {
+            return Err(JobError::Launch(format!(
+                "rank {} reads a different job than rank 0 ({} here, {fingerprint} on rank 0): \
+                 every rank must see the same model file, dataset and packing",
+                self.world.rank(),
+                self.fingerprint
+            ))
+            .into());
+        }
+        if keys.len() != public_len + evaluation_len {
+            return Err(JobError::Launch("rank 0 sent truncated keys".into()).into());
+        }
+        let context = Context::new(params)?;
+        let public = PublicKey::from_bytes(&context, &keys[..public_len])?;
+        let evaluation = EvaluationKeys::from_bytes(&context, &keys[public_len..])?;
+        let worker = Worker::new(
+            self.model.clone(),
+            self.packing,
+            context,
+            &public,
+            evaluation,
+        )?;
+        let total = runs.iter().map(Vec::len).sum();
+        let mut progress = Progress::new(format!("rank {}", self.world.rank()), total);
+        for run in runs {
+            let out = self.pool.install(|| worker.run(self.images, run))?;
+            self.world.report(&Report::Result(out.to_bytes()?));
+            progress.add(run.len());
+        }
+        Ok(())
+    }
+}
+
+/// Splits `todo` into runs of at most `per_run` images, of near-equal sizes and at least one
+/// per rank when there are enough images, and deals the runs to `ranks` ranks in contiguous
+/// blocks of near-equal length.
+fn shard(todo: &[usize], per_run: usize, ranks: usize) -> Vec<Vec<Vec<usize>>> {
+    let n = todo.len();
+    let runs = n.div_ceil(per_run.max(1)).max(ranks.min(n));
+    let cut = |i: usize, parts: usize, len: usize| i * len / parts.max(1);
+    let all: Vec<Vec<usize>> = (0..runs)
+        .map(|r| todo[cut(r, runs, n)..cut(r + 1, runs, n)].to_vec())
+        .collect();
+    (0..ranks)
+        .map(|k| all[cut(k, ranks, runs)..cut(k + 1, ranks, runs)].to_vec())
+        .collect()
+}
+
+/// Logs images done, rate and time left at a steady interval.
+struct Progress {
+    label: String,
+    total: usize,
+    done: usize,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(label: String, total: usize) -> Self {
+        Self {
+            label,
+            total,
+            done: 0,
+            started: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, images: usize) {
+        self.done += images;
+        if self.last.elapsed().as_secs_f64() < PROGRESS_EVERY_S && self.done < self.total {
+            return;
+        }
+        let rate = self.done as f64 / self.started.elapsed().as_secs_f64();
+        let left = (self.total - self.done.min(self.total)) as f64 / rate;
+        log::info!(
+            "{}: {}/{} images, {rate:.3} images/s, {} left",
+            self.label,
+            self.done,
+            self.total,
+            clock(left)
+        );
+        self.last = Instant::now();
+    }
+}
+
+/// Seconds as h:mm:ss.
+fn clock(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn print_summary(job: &Job, plan: &plan::Plan, s: &results::Summary) {
+    println!("| job | packing | images | plain acc. | HE acc. | agreement | max logit error | mean latency (s) | per image (s) | HMulPlain | rotations | rescales |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {} | {} | {:.2}% | {:.2}% | {:.2}% | {:.1e} | {:.3} | {:.3} | {} | {} | {} |",
+        job.path.display(),
+        plan.packing,
+        s.images,
+        100.0 * s.plain_accuracy,
+        100.0 * s.he_accuracy,
+        100.0 * s.agreement,
+        s.max_abs_error,
+        s.mean_latency_s,
+        s.amortized_latency_s,
+        s.per_inference.hmulplain,
+        s.per_inference.rotation,
+        s.per_inference.rescale
+    );
+    println!("result file: {}", job.file.output.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shard;
+
+    #[test]
+    fn channel_shards_are_contiguous_blocks() {
+        let todo: Vec<usize> = (10..20).collect();
+        let s = shard(&todo, 1, 3);
+        let flat: Vec<Vec<usize>> = s.iter().map(|r| r.concat()).collect();
+        assert_eq!(
+            flat,
+            vec![vec![10, 11, 12], vec![13, 14, 15], vec![16, 17, 18, 19]]
+        );
+        assert!(s.iter().flatten().all(|run| run.len() == 1));
+    }
+
+    #[test]
+    fn batch_shards_are_whole_runs_of_near_equal_size() {
+        let todo: Vec<usize> = (0..10_000).collect();
+        // one rank: two runs of 5000, not 8192 + 1808
+        let one = shard(&todo, 8192, 1);
+        assert_eq!(
+            one[0].iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![5000, 5000]
+        );
+        // four ranks: one run each, every image once, in order
+        let four = shard(&todo, 8192, 4);
+        assert!(four.iter().all(|r| r.len() == 1 && r[0].len() == 2500));
+        assert_eq!(four.concat().concat(), todo);
+        // more ranks than images: the extra ranks get nothing
+        let few = shard(&[7, 8], 8192, 3);
+        assert_eq!(few, vec![vec![], vec![vec![7]], vec![vec![8]]]);
+    }
+}
