@@ -112,6 +112,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train one of the paper's architectures from He-initialised weights and write the model
+    /// file (resumable: a checkpoint after every epoch).
+    #[cfg(feature = "train")]
+    Train {
+        #[command(flatten)]
+        net: NetArgs,
+        /// The trained model file to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        epochs: usize,
+        #[command(flatten)]
+        training: TrainArgs,
+    },
+    /// Remove the smallest-L1 fraction of a conv layer's filters (and what reads them), then
+    /// retrain (resumable).
+    #[cfg(feature = "train")]
+    Prune {
+        #[arg(long)]
+        model: PathBuf,
+        /// The conv layer to prune.
+        #[arg(long)]
+        layer: String,
+        /// Fraction of its filters to remove (floor(ratio × filters) are removed).
+        #[arg(long)]
+        ratio: f64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Retraining epochs (0: prune only).
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[command(flatten)]
+        training: TrainArgs,
+    },
     /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
     /// and compare each with the plaintext reference.
     Infer {
@@ -130,18 +164,75 @@ pub enum Command {
     },
 }
 
+/// Training settings shared by `train` and `prune`.
+#[cfg(feature = "train")]
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak learning rate of AdamW.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning-rate schedule after the warm-up.
+    #[arg(long, value_enum, default_value_t = LrSchedule::Constant)]
+    pub schedule: LrSchedule,
+    /// Epochs of linear learning-rate warm-up (guards polynomial activations).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup_epochs: f64,
+    /// Clip the gradients' global L2 norm to this (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Train without the paper's augmentation.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Train on the first N training images only (quick trials; default: all).
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// Checkpoint folder (default: data/training/<name of --out>); removed once the run is done.
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Learning-rate schedules.
+#[cfg(feature = "train")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LrSchedule {
+    /// The peak rate throughout (the paper).
+    Constant,
+    /// Cosine decay to zero over the epochs.
+    Cosine,
+}
+
+/// Which of the paper's networks: architecture, activation, conv2 width.
+#[derive(Debug, clap::Args)]
+pub struct NetArgs {
+    #[arg(long, value_enum)]
+    pub arch: Arch,
+    /// Activation name (square, relu, swish, relu-rg5-deg2, ..., swish-rg7-deg4).
+    #[arg(long)]
+    pub activation: String,
+    /// Width of conv2 (default: the paper's 50 for MNIST, 64 for CIFAR-10; pruned widths:
+    /// MNIST 40, 32; CIFAR-10 58, 52, 45).
+    #[arg(long)]
+    pub conv2_channels: Option<usize>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// A model file of one of the paper's architectures with random (He-initialised) weights.
     New {
-        #[arg(long, value_enum)]
-        arch: Arch,
-        /// Activation name (square, relu, swish, relu-rg5-deg2, ..., swish-rg7-deg4).
-        #[arg(long)]
-        activation: String,
-        /// Width of conv2 (pruned widths: MNIST 40, 32; CIFAR-10 58, 52, 45).
-        #[arg(long)]
-        conv2_channels: Option<usize>,
+        #[command(flatten)]
+        net: NetArgs,
         #[arg(long, default_value_t = 0)]
         seed: u64,
         #[arg(long)]

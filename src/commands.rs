@@ -59,14 +59,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 println!("{}", terms.join(" "));
             }
         }
-        Command::Model(ModelCommand::New {
-            arch,
-            activation,
-            conv2_channels,
-            seed,
-            out,
-        }) => {
-            let model = arch::random_model(arch, &activation, conv2_channels, seed)?;
+        Command::Model(ModelCommand::New { net, seed, out }) => {
+            let model = arch::random_model(net.arch, &net.activation, net.conv2_channels, seed)?;
             file::save(&model, &out)?;
             log::info!("wrote {} ({} layers)", out.display(), model.layers.len());
         }
@@ -272,6 +266,26 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     records.len()
                 );
             }
+        }
+        #[cfg(feature = "train")]
+        Command::Train {
+            net,
+            out,
+            epochs,
+            training,
+        } => {
+            crate::train::command::train(&net, &out, epochs, &training)?;
+        }
+        #[cfg(feature = "train")]
+        Command::Prune {
+            model,
+            layer,
+            ratio,
+            out,
+            epochs,
+            training,
+        } => {
+            crate::train::command::prune(&model, &layer, ratio, &out, epochs, &training)?;
         }
         Command::BenchOps {
             degrees,

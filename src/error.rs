@@ -13,6 +13,9 @@ pub enum Error {
     Job(#[from] crate::job::JobError),
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
+    #[cfg(feature = "train")]
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{0}")]

@@ -12,5 +12,7 @@ pub mod he;
 pub mod job;
 pub mod model;
 pub mod seal;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use error::Error;

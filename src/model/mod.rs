@@ -7,6 +7,7 @@ pub mod fold;
 pub mod layers;
 pub mod plain;
 pub mod poly;
+pub mod prune;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,0 +1,185 @@
+//! The `train` and `prune` commands: datasets, initialisation, the checkpoint folder's life,
+//! and the provenance each written model carries.
+
+use std::path::{Path, PathBuf};
+
+use super::augment::Augment;
+use super::{fit, EpochLog, Schedule};
+use crate::cli::{LrSchedule, NetArgs, TrainArgs};
+use crate::data;
+use crate::model::arch;
+use crate::model::{file, plain, prune, LayerKind, Model};
+use crate::Error;
+
+/// `hejob train`: He-initialised weights, batch norms at identity, then `epochs` of training.
+pub fn train(net: &NetArgs, out: &Path, epochs: usize, args: &TrainArgs) -> Result<Model, Error> {
+    let mut start = arch::random_model(net.arch, &net.activation, net.conv2_channels, args.seed)?;
+    for layer in &mut start.layers {
+        if let LayerKind::BatchNorm(b) = &mut layer.kind {
+            b.gamma.fill(1.0);
+            b.beta.fill(0.0);
+            b.mean.fill(0.0);
+            b.var.fill(1.0);
+        }
+    }
+    start.provenance.remove("weights");
+    let trained = run(&start, out, epochs, args, |m, schedule, history| {
+        m.provenance.insert(
+            "weights".into(),
+            format!(
+                "trained by hejob train from He-normal initialisation (seed {})",
+                args.seed
+            ),
+        );
+        m.provenance.insert("training".into(), schedule.describe());
+        m.provenance
+            .insert("epochs".into(), history.len().to_string());
+        m.provenance.insert("pruning".into(), "none".into());
+    })?;
+    Ok(trained)
+}
+
+/// `hejob prune`: L1-norm filter pruning of one conv layer, then `epochs` of retraining.
+pub fn prune(
+    input: &Path,
+    layer: &str,
+    ratio: f64,
+    out: &Path,
+    epochs: usize,
+    args: &TrainArgs,
+) -> Result<Model, Error> {
+    let parent = file::load(input)?;
+    let (start, info) = prune::prune(&parent, layer, ratio)?;
+    log::info!(
+        "{}: {} {} → {} channels (removed {:?})",
+        input.display(),
+        layer,
+        info.before,
+        info.after,
+        info.removed
+    );
+    let step = format!(
+        "{layer} {} → {} (L1-norm filter pruning, ratio {ratio}, from {})",
+        info.before,
+        info.after,
+        input.display()
+    );
+    let history = match parent.provenance.get("pruning").map(String::as_str) {
+        None | Some("none") => step,
+        Some(before) => format!("{before}; {step}"),
+    };
+    let tag = format!("{layer}_channels");
+    let finish = |m: &mut Model, schedule: &Schedule, log: &[EpochLog]| {
+        m.provenance.insert("pruning".into(), history.clone());
+        m.provenance.insert(tag.clone(), info.after.to_string());
+        if layer == "conv2" {
+            m.provenance
+                .insert("conv2_channels".into(), info.after.to_string());
+        }
+        m.provenance.insert(
+            "retraining".into(),
+            if log.is_empty() {
+                "none".into()
+            } else {
+                schedule.describe()
+            },
+        );
+    };
+    if epochs == 0 {
+        let mut m = start;
+        let test = m
+            .dataset
+            .load_test(&data::resolve_dir(args.data_dir.as_deref()))?;
+        let none = schedule(args, 0, m.dataset);
+        finish(&mut m, &none, &[]);
+        record_accuracy(&mut m, &test);
+        file::save(&m, out)?;
+        return Ok(m);
+    }
+    run(&start, out, epochs, args, finish)
+}
+
+fn schedule(args: &TrainArgs, epochs: usize, dataset: data::Dataset) -> Schedule {
+    Schedule {
+        epochs,
+        batch: args.batch,
+        lr: args.lr,
+        cosine: args.schedule == LrSchedule::Cosine,
+        warmup_epochs: args.warmup_epochs,
+        clip_norm: args.clip,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        train_images: args.train_images,
+        augment: if args.no_augment {
+            Augment::None
+        } else {
+            Augment::paper(dataset)
+        },
+    }
+}
+
+/// Trains `start`, lets `describe` fill in the provenance, records the test accuracy, writes
+/// `out`, and removes the finished run's checkpoint folder.
+fn run(
+    start: &Model,
+    out: &Path,
+    epochs: usize,
+    args: &TrainArgs,
+    describe: impl FnOnce(&mut Model, &Schedule, &[EpochLog]),
+) -> Result<Model, Error> {
+    let dir = data::resolve_dir(args.data_dir.as_deref());
+    let train = start.dataset.load_train(&dir)?;
+    let test = start.dataset.load_test(&dir)?;
+    let schedule = schedule(args, epochs, start.dataset);
+    let checkpoint = checkpoint_dir(args, out);
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Usage(format!("thread pool: {e}")))?;
+    log::info!(
+        "training {} on {} images ({}), checkpoints in {}",
+        out.display(),
+        train.len(),
+        schedule.describe(),
+        checkpoint.display()
+    );
+    let (mut model, history) =
+        pool.install(|| fit(start, &train, &test, &schedule, Some(&checkpoint)))?;
+    describe(&mut model, &schedule, &history);
+    record_accuracy(&mut model, &test);
+    file::save(&model, out)?;
+    log::info!(
+        "wrote {}: plain test accuracy {}",
+        out.display(),
+        model.provenance["plain_test_accuracy"]
+    );
+    std::fs::remove_dir_all(&checkpoint).map_err(|e| {
+        Error::Usage(format!(
+            "{} is written, but its checkpoint {} could not be removed: {e}",
+            out.display(),
+            checkpoint.display()
+        ))
+    })?;
+    Ok(model)
+}
+
+fn record_accuracy(model: &mut Model, test: &data::Images) {
+    let (n, accuracy) = plain::accuracy(model, test, None);
+    model.provenance.insert(
+        "plain_test_accuracy".into(),
+        format!("{:.2}% ({n} test images, hejob eval)", 100.0 * accuracy),
+    );
+}
+
+/// `--checkpoint-dir`, else `data/training/<file stem of out>`.
+fn checkpoint_dir(args: &TrainArgs, out: &Path) -> PathBuf {
+    args.checkpoint_dir.clone().unwrap_or_else(|| {
+        let stem = out
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy());
+        Path::new("data/training").join(stem.as_ref())
+    })
+}
