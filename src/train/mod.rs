@@ -130,18 +130,24 @@ pub fn fit(
     }
     let device = Device::flex().autodiff();
     device.seed(schedule.seed);
-    let mut net = Net::from_model(start, &device)?;
     let mut optim = optimizer(schedule);
-    let mut history = Vec::new();
-    if let Some(dir) = checkpoint {
-        if let Some((n, h)) = resume(dir, start, schedule, &device)? {
-            (net, history) = (n, h);
+    let resumed = match checkpoint {
+        Some(dir) => resume(dir, start, schedule, &device)?,
+        None => None,
+    };
+    let (mut net, mut history) = match (resumed, checkpoint) {
+        (Some(state), Some(dir)) => {
             let saved = dir.join(LATEST).join("optimizer.bpk");
             optim = optim.load(&saved).map_err(|e| fail(&saved, e))?;
-        } else {
-            save_start(dir, start)?;
+            state
         }
-    }
+        (_, dir) => {
+            if let Some(dir) = dir {
+                save_start(dir, start)?;
+            }
+            (Net::from_model(start, &device)?, Vec::new())
+        }
+    };
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let images = schedule
         .train_images
