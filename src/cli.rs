@@ -77,6 +77,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Turn result files into the paper's tables (Markdown, CSV), a per-layer breakdown and
+    /// Fig. 5.1 (SVG, PNG): DIR/report.md, report.csv, layers.csv, fig-5-1.svg, fig-5-1.png.
+    Report {
+        /// Result files written by jobs (results/*.h5).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Folder for the report (created if absent).
+        #[arg(long, default_value = "results/report")]
+        out: PathBuf,
+    },
     /// Verify or download the official dataset files.
     #[command(subcommand)]
     Datasets(DatasetsCommand),

@@ -141,6 +141,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 print!("{}", he::plan::table(&plan));
             }
         }
+        Command::Report { files, out } => {
+            for path in crate::report::report(&files, &out)? {
+                println!("wrote {}", path.display());
+            }
+        }
         Command::Datasets(DatasetsCommand::Check { dir, json }) => {
             let mut all = Vec::new();
             for d in Dataset::ALL {

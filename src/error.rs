@@ -16,6 +16,8 @@ pub enum Error {
     #[cfg(feature = "train")]
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("{0}")]

@@ -11,6 +11,7 @@ mod error;
 pub mod he;
 pub mod job;
 pub mod model;
+pub mod report;
 pub mod seal;
 #[cfg(feature = "train")]
 pub mod train;

@@ -17,7 +17,7 @@ pub const FORMAT: &str = "hejob-model";
 /// The layout version this build reads and writes.
 pub const VERSION: i64 = 1;
 
-type R<T> = Result<T, String>;
+pub(crate) type R<T> = Result<T, String>;
 
 /// Loads and validates a model file. Every problem is one error naming the file and, where it
 /// applies, the layer.
@@ -311,7 +311,7 @@ pub(crate) fn write_str(loc: &Location, name: &str, value: &str) -> hdf5::Result
 
 /// A string attribute, whether h5py wrote it variable-length (the default for `str`) or
 /// fixed-length (`numpy.bytes_`).
-fn read_str(loc: &Location, name: &str) -> R<String> {
+pub(crate) fn read_str(loc: &Location, name: &str) -> R<String> {
     let attr = loc
         .attr(name)
         .map_err(|_| format!("missing attribute '{name}'"))?;
@@ -343,7 +343,7 @@ fn read_strings(loc: &Location, name: &str) -> R<Vec<String>> {
     Err(format!("attribute '{name}' is not an array of strings"))
 }
 
-fn scalar<T: hdf5::H5Type>(loc: &Location, name: &str) -> R<T> {
+pub(crate) fn scalar<T: hdf5::H5Type>(loc: &Location, name: &str) -> R<T> {
     loc.attr(name)
         .map_err(|_| format!("missing attribute '{name}'"))?
         .read_scalar::<T>()

@@ -41,6 +41,16 @@ macro_rules! op_counters {
             pub fn values(&self) -> Vec<u64> {
                 vec![$(self.$name),+]
             }
+
+            /// The tally with these counts, in the order of [`OpTally::NAMES`]; `None` unless
+            /// there is exactly one count per name.
+            pub fn from_values(values: &[u64]) -> Option<OpTally> {
+                if values.len() != Self::NAMES.len() {
+                    return None;
+                }
+                let mut next = values.iter().copied();
+                Some(OpTally { $($name: next.next()?,)+ })
+            }
         }
 
         impl std::ops::AddAssign for OpTally {

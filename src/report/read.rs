@@ -1,0 +1,150 @@
+//! Reads a result file (docs/RESULT_FORMAT.md) back: which network and packing it measured,
+//! its summary, and its per-stage breakdown.
+
+use std::path::{Path, PathBuf};
+
+use hdf5::types::VarLenUnicode;
+
+use super::ReportError;
+use crate::job::results::{Summary, FORMAT, VERSION};
+use crate::model::file::{read_str, scalar, R};
+use crate::seal::OpTally;
+
+/// One stage (a layer, or a convolution with the layers streamed with it), summed over runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub name: String,
+    pub seconds: f64,
+    pub counts: OpTally,
+}
+
+/// What one result file holds that a report uses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub path: PathBuf,
+    pub packing: String,
+    /// The model's architecture (`mnist-3layer`, `cifar10-4layer`), from its provenance;
+    /// `None` for a model file without one.
+    pub architecture: Option<String>,
+    pub activation: Option<String>,
+    /// conv2's width, which names the pruning step of the paper's networks.
+    pub conv2: Option<usize>,
+    /// Whether the weights are random (provenance `weights` says so), not trained.
+    pub random_weights: bool,
+    pub ranks: u64,
+    pub threads: u64,
+    pub poly_modulus_degree: u64,
+    pub runs: u64,
+    pub summary: Summary,
+    pub stages: Vec<Stage>,
+}
+
+/// Reads `path`, refusing anything but a complete result file of this layout version.
+pub fn read(path: &Path) -> Result<Entry, ReportError> {
+    let fail = |reason: String| ReportError::Read {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if !path.is_file() {
+        return Err(fail("no such file".into()));
+    }
+    let file =
+        hdf5::File::open(path).map_err(|e| fail(format!("not a readable HDF5 file ({e})")))?;
+    match read_str(&file, "format") {
+        Ok(f) if f == FORMAT => {}
+        _ => {
+            return Err(fail(format!(
+                "not an hejob result file (no format = \"{FORMAT}\")"
+            )))
+        }
+    }
+    let version: i64 = scalar(&file, "format_version").map_err(fail)?;
+    if version != VERSION {
+        return Err(fail(format!(
+            "result layout version {version}; this hejob reads version {VERSION} (re-run the job)"
+        )));
+    }
+    read_entry(path, &file).map_err(fail)
+}
+
+fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
+    let prov = f
+        .group("provenance")
+        .map_err(|_| "missing group 'provenance'".to_string())?;
+    let provenance = |key: &str| read_str(&prov, key).ok();
+    let s = f
+        .group("summary")
+        .map_err(|_| "missing group 'summary'".to_string())?;
+    let totals = counts(|name| scalar::<u64>(&s, name))?;
+    let per_inference = counts(|name| scalar::<u64>(&s, &format!("{name}_per_inference")))?;
+    let summary = Summary {
+        images: scalar::<u64>(&s, "images")? as usize,
+        plain_accuracy: scalar(&s, "plain_accuracy")?,
+        he_accuracy: scalar(&s, "he_accuracy")?,
+        agreement: scalar(&s, "agreement")?,
+        max_abs_error: scalar(&s, "max_abs_error")?,
+        mean_latency_s: scalar(&s, "mean_latency_s")?,
+        amortized_latency_s: scalar(&s, "amortized_latency_s")?,
+        totals,
+        per_inference,
+    };
+    Ok(Entry {
+        path: path.to_path_buf(),
+        packing: read_str(f, "packing")?,
+        architecture: provenance("architecture"),
+        activation: provenance("activation"),
+        conv2: provenance("conv2_channels").and_then(|c| c.parse().ok()),
+        random_weights: provenance("weights").is_some_and(|w| w.starts_with("random")),
+        ranks: scalar(f, "ranks")?,
+        threads: scalar(f, "threads_per_rank")?,
+        poly_modulus_degree: scalar(f, "poly_modulus_degree")?,
+        runs: scalar(&s, "runs")?,
+        summary,
+        stages: stages(f)?,
+    })
+}
+
+/// A tally read one counted operation at a time.
+fn counts(read: impl Fn(&str) -> R<u64>) -> R<OpTally> {
+    let values = OpTally::NAMES
+        .iter()
+        .map(|name| read(name))
+        .collect::<R<Vec<u64>>>()?;
+    OpTally::from_values(&values).ok_or_else(|| "operation counts do not match".to_string())
+}
+
+fn stages(f: &hdf5::File) -> R<Vec<Stage>> {
+    let Ok(g) = f.group("stages") else {
+        return Ok(Vec::new()); // a job with no runs has no stages
+    };
+    let column = |name: &str| -> R<Vec<u64>> {
+        g.dataset(name)
+            .and_then(|d| d.read_raw::<u64>())
+            .map_err(|_| format!("missing or unreadable dataset 'stages/{name}'"))
+    };
+    let names = g
+        .dataset("name")
+        .and_then(|d| d.read_raw::<VarLenUnicode>())
+        .map_err(|_| "missing or unreadable dataset 'stages/name'".to_string())?;
+    let seconds = g
+        .dataset("seconds")
+        .and_then(|d| d.read_raw::<f64>())
+        .map_err(|_| "missing or unreadable dataset 'stages/seconds'".to_string())?;
+    let columns = OpTally::NAMES
+        .iter()
+        .map(|name| column(name))
+        .collect::<R<Vec<Vec<u64>>>>()?;
+    if seconds.len() != names.len() || columns.iter().any(|c| c.len() != names.len()) {
+        return Err("the datasets of group 'stages' differ in length".into());
+    }
+    Ok(names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Stage {
+            name: name.as_str().to_string(),
+            seconds: seconds[i],
+            counts: OpTally::from_values(&columns.iter().map(|c| c[i]).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        })
+        .collect())
+}

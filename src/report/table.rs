@@ -1,0 +1,391 @@
+//! The report's tables: one row per result file (Markdown and CSV) with the paper's figures
+//! beside ours, the grid in the shape of the paper's Tables 5.9/5.10, and the per-layer breakdown.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::paper::COUNTED;
+use super::Row;
+use crate::seal::OpTally;
+
+/// How a number is printed.
+#[derive(Clone, Copy)]
+enum Kind {
+    Percent,
+    Count,
+    Seconds,
+    Error,
+}
+
+impl Kind {
+    fn show(self, x: f64) -> String {
+        match self {
+            Kind::Percent => format!("{x:.2}"),
+            Kind::Count => thousands(x.round() as u64),
+            Kind::Seconds if x >= 100.0 => format!("{x:.1}"),
+            Kind::Seconds if x >= 1.0 => format!("{x:.2}"),
+            Kind::Seconds => format!("{x:.3}"),
+            Kind::Error => format!("{x:.1e}"),
+        }
+    }
+}
+
+/// One measured quantity of a row, with the paper's figure where the configuration matches.
+struct Metric {
+    title: &'static str,
+    csv: &'static str,
+    ours: f64,
+    paper: Option<f64>,
+    kind: Kind,
+}
+
+impl Metric {
+    /// `ours [paper]`, or `ours` alone.
+    fn cell(&self) -> String {
+        match self.paper {
+            Some(p) => format!("{} [{}]", self.kind.show(self.ours), self.kind.show(p)),
+            None => self.kind.show(self.ours),
+        }
+    }
+}
+
+/// What a row reports, in column order: accuracies, errors, the paper's five counts per
+/// inference, latency.
+fn metrics(row: &Row) -> Vec<Metric> {
+    let s = &row.entry.summary;
+    let per: BTreeMap<&str, u64> = OpTally::NAMES
+        .iter()
+        .copied()
+        .zip(s.per_inference.values())
+        .collect();
+    let mut m = vec![
+        Metric {
+            title: "plain acc. %",
+            csv: "plain_accuracy_pct",
+            ours: s.plain_accuracy * 100.0,
+            paper: row.paper_plain,
+            kind: Kind::Percent,
+        },
+        Metric {
+            title: "HE acc. %",
+            csv: "he_accuracy_pct",
+            ours: s.he_accuracy * 100.0,
+            paper: row.paper_he,
+            kind: Kind::Percent,
+        },
+        Metric {
+            title: "agreement %",
+            csv: "agreement_pct",
+            ours: s.agreement * 100.0,
+            paper: None,
+            kind: Kind::Percent,
+        },
+        Metric {
+            title: "max logit error",
+            csv: "max_abs_error",
+            ours: s.max_abs_error,
+            paper: None,
+            kind: Kind::Error,
+        },
+    ];
+    for (i, (name, title)) in COUNTED.iter().enumerate() {
+        m.push(Metric {
+            title,
+            csv: name,
+            ours: per[name] as f64,
+            paper: row.paper.map(|p| p.counts[i]),
+            kind: Kind::Count,
+        });
+    }
+    m.push(Metric {
+        title: "latency s",
+        csv: "latency_s",
+        ours: s.mean_latency_s,
+        paper: row.paper.map(|p| p.latency_s),
+        kind: Kind::Seconds,
+    });
+    m
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn md_row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+fn md_header(cells: &[String]) -> String {
+    let rule: Vec<String> = cells.iter().map(|_| "---".to_string()).collect();
+    md_row(cells) + &md_row(&rule)
+}
+
+/// The ratio of ours to the paper's latency, as `1.23×`.
+fn latency_ratio(row: &Row) -> Option<f64> {
+    let p = row.paper?.latency_s;
+    Some(row.entry.summary.mean_latency_s / p)
+}
+
+/// The whole Markdown report.
+pub fn markdown(rows: &[Row]) -> String {
+    let mut md = String::from("# hejob report\n\n");
+    md += "Ours first, the paper's figure in brackets where it evaluated the same network and \
+           packing (Tables 5.9 and 5.10; 72 threads of 4× Xeon E7-8880 v3). Counts are per \
+           inference: per image channel-wise, per run batch-axis. Latency: channel-wise, mean \
+           per image; batch-axis, mean per run of runs 2..k. Accuracies are compared only for \
+           trained weights.\n\n";
+    md += "## Results\n\n";
+    md += &results_table(rows);
+    md += "\n## In the shape of the paper's tables\n\n";
+    md += &grids(rows);
+    md += "\n## Fig. 5.1: accuracy against latency\n\n![Fig. 5.1](fig-5-1.svg)\n\n";
+    md += "\n## Per layer\n\n";
+    for row in rows {
+        md += &layers(row);
+    }
+    md
+}
+
+fn results_table(rows: &[Row]) -> String {
+    let mut head: Vec<String> = [
+        "network",
+        "activation",
+        "packing",
+        "N",
+        "ranks × threads",
+        "images",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(first) = rows.first() {
+        head.extend(metrics(first).iter().map(|m| m.title.to_string()));
+    }
+    head.push("latency ÷ paper".into());
+    let mut md = md_header(&head);
+    for row in rows {
+        let e = &row.entry;
+        let mut cells = vec![
+            row.network.clone(),
+            row.activation.clone(),
+            e.packing.clone(),
+            e.poly_modulus_degree.to_string(),
+            format!("{} × {}", e.ranks, e.threads),
+            thousands(e.summary.images as u64),
+        ];
+        cells.extend(metrics(row).iter().map(Metric::cell));
+        cells.push(latency_ratio(row).map_or("–".into(), |r| format!("{r:.2}×")));
+        md += &md_row(&cells);
+    }
+    md
+}
+
+/// Per dataset: activations down, networks × packings across, as the paper lays them out.
+fn grids(rows: &[Row]) -> String {
+    let mut md = String::new();
+    let mut datasets: Vec<String> = rows.iter().map(Row::dataset).collect();
+    datasets.dedup();
+    for dataset in datasets {
+        let of: Vec<&Row> = rows.iter().filter(|r| r.dataset() == dataset).collect();
+        let mut columns: Vec<(Option<usize>, String, String)> = of
+            .iter()
+            .map(|r| (r.entry.conv2, r.network.clone(), r.entry.packing.clone()))
+            .collect();
+        columns.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+        columns.dedup();
+        let mut activations: Vec<&str> = of.iter().map(|r| r.activation.as_str()).collect();
+        activations.dedup();
+        let _ = writeln!(md, "### {dataset}\n");
+        let mut head = vec!["activation".to_string(), String::new()];
+        head.extend(columns.iter().map(|(_, n, p)| format!("{n} {p}")));
+        md += &md_header(&head);
+        for act in activations {
+            // the row with the most images of each column
+            let cell_rows: Vec<Option<&Row>> = columns
+                .iter()
+                .map(|(c, _, p)| {
+                    of.iter()
+                        .filter(|r| r.activation == act && r.entry.conv2 == *c)
+                        .filter(|r| &r.entry.packing == p)
+                        .max_by_key(|r| r.entry.summary.images)
+                        .copied()
+                })
+                .collect();
+            let titles: Vec<&str> = rows
+                .first()
+                .map_or(Vec::new(), |r| metrics(r).iter().map(|m| m.title).collect());
+            for (k, title) in titles.iter().enumerate() {
+                let mut cells = vec![
+                    if k == 0 {
+                        act.to_string()
+                    } else {
+                        String::new()
+                    },
+                    title.to_string(),
+                ];
+                cells.extend(
+                    cell_rows
+                        .iter()
+                        .map(|r| r.map_or("–".into(), |r| metrics(r)[k].cell())),
+                );
+                md += &md_row(&cells);
+            }
+        }
+        md += "\n";
+    }
+    md
+}
+
+/// The operations worth a column in a breakdown: those some stage performed.
+fn used_ops(stages: &[super::read::Stage]) -> Vec<usize> {
+    (0..OpTally::NAMES.len())
+        .filter(|&j| stages.iter().any(|s| s.counts.values()[j] > 0))
+        .collect()
+}
+
+/// Time and operations per layer of one result file, per run.
+fn layers(row: &Row) -> String {
+    let e = &row.entry;
+    let runs = e.runs.max(1);
+    let mut md = format!(
+        "### {} ({} {} {})\n\nPer run, {} run(s) of {} image(s) on {} × {} threads.\n\n",
+        e.path.display(),
+        row.network,
+        row.activation,
+        e.packing,
+        e.runs,
+        e.summary.images,
+        e.ranks,
+        e.threads
+    );
+    let ops = used_ops(&e.stages);
+    let mut head = vec!["stage".to_string(), "seconds".into(), "share %".into()];
+    head.extend(ops.iter().map(|&j| OpTally::NAMES[j].to_string()));
+    md += &md_header(&head);
+    let total: f64 = e
+        .stages
+        .iter()
+        .map(|s| s.seconds)
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
+    for s in &e.stages {
+        let per = s.counts.divided_by(runs).values();
+        let mut cells = vec![
+            s.name.clone(),
+            Kind::Seconds.show(s.seconds / runs as f64),
+            format!("{:.1}", 100.0 * s.seconds / total),
+        ];
+        cells.extend(ops.iter().map(|&j| thousands(per[j])));
+        md += &md_row(&cells);
+    }
+    md + "\n"
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn csv_line(cells: &[String]) -> String {
+    cells
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",")
+        + "\n"
+}
+
+/// One line per result file: ours, the paper's and their ratio for every metric.
+pub fn csv(rows: &[Row]) -> String {
+    let mut head: Vec<String> = [
+        "file",
+        "dataset",
+        "network",
+        "activation",
+        "conv2_channels",
+        "pruning_ratio",
+        "packing",
+        "poly_modulus_degree",
+        "ranks",
+        "threads_per_rank",
+        "images",
+        "runs",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(first) = rows.first() {
+        for m in metrics(first) {
+            head.extend([
+                m.csv.to_string(),
+                format!("paper_{}", m.csv),
+                format!("{}_ratio", m.csv),
+            ]);
+        }
+    }
+    let mut out = csv_line(&head);
+    let opt = |x: Option<f64>| x.map_or(String::new(), |v| v.to_string());
+    for row in rows {
+        let e = &row.entry;
+        let mut cells = vec![
+            e.path.display().to_string(),
+            row.dataset(),
+            row.network.clone(),
+            row.activation.clone(),
+            e.conv2.map_or(String::new(), |c| c.to_string()),
+            opt(row.pruning_ratio()),
+            e.packing.clone(),
+            e.poly_modulus_degree.to_string(),
+            e.ranks.to_string(),
+            e.threads.to_string(),
+            e.summary.images.to_string(),
+            e.runs.to_string(),
+        ];
+        for m in metrics(row) {
+            cells.extend([
+                m.ours.to_string(),
+                opt(m.paper),
+                opt(m.paper.filter(|&p| p != 0.0).map(|p| m.ours / p)),
+            ]);
+        }
+        out += &csv_line(&cells);
+    }
+    out
+}
+
+/// One line per stage of every result file, per run.
+pub fn layers_csv(rows: &[Row]) -> String {
+    let mut head: Vec<String> = ["file", "stage", "seconds_per_run"]
+        .map(String::from)
+        .to_vec();
+    head.extend(OpTally::NAMES.iter().map(|n| format!("{n}_per_run")));
+    let mut out = csv_line(&head);
+    for row in rows {
+        let runs = row.entry.runs.max(1);
+        for s in &row.entry.stages {
+            let mut cells = vec![
+                row.entry.path.display().to_string(),
+                s.name.clone(),
+                (s.seconds / runs as f64).to_string(),
+            ];
+            cells.extend(
+                s.counts
+                    .divided_by(runs)
+                    .values()
+                    .iter()
+                    .map(u64::to_string),
+            );
+            out += &csv_line(&cells);
+        }
+    }
+    out
+}

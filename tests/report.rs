@@ -1,0 +1,363 @@
+//! `hejob report`: tables, CSV and Fig. 5.1 from result files written by the job's own writer
+//! with known numbers, and clear errors for files of another layout or damaged ones.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use hejob::he::infer::ImageRecord;
+use hejob::he::packing::{self, Evaluation, Stage};
+use hejob::he::{plan, Network};
+use hejob::job::results::{JobResult, Summary};
+use hejob::model::arch::{self, Arch};
+use hejob::report::read;
+
+/// Writes a result file for the paper's network of `arch` with `conv2` filters: `labels`
+/// images with the given plain and HE predictions, one run per image (channel-wise) or one
+/// run in all (batch), each run taking `seconds[i]`. Returns what the writer summarised.
+#[allow(clippy::too_many_arguments)]
+fn write_result(
+    path: &Path,
+    arch: Arch,
+    activation: &str,
+    conv2: usize,
+    packing: &str,
+    trained: bool,
+    preds: &[(u8, usize, usize)],
+    seconds: &[f64],
+) -> Summary {
+    let mut model = arch::random_model(arch, activation, Some(conv2), 1).unwrap();
+    if trained {
+        model
+            .provenance
+            .insert("weights".into(), "trained by the report test".into());
+    }
+    let net = Network::from_model(&model).unwrap();
+    let plan = plan::plan(packing::by_name(packing).unwrap(), &net).unwrap();
+    let runs: Vec<Evaluation> = seconds
+        .iter()
+        .map(|&s| Evaluation {
+            stages: plan
+                .layers
+                .iter()
+                .map(|l| Stage {
+                    name: l.name.clone(),
+                    counts: l.counts,
+                    seconds: s / plan.layers.len() as f64,
+                })
+                .collect(),
+            totals: plan.totals,
+            seconds: s,
+        })
+        .collect();
+    let records: Vec<(usize, ImageRecord)> = preds
+        .iter()
+        .enumerate()
+        .map(|(i, &(label, plain_pred, he_pred))| {
+            let logits = |p: usize| (0..10).map(|k| f64::from(k == p as u32)).collect();
+            (
+                0,
+                ImageRecord {
+                    index: i,
+                    label,
+                    plain_logits: logits(plain_pred),
+                    he_logits: logits(he_pred),
+                    plain_pred,
+                    he_pred,
+                    max_abs_error: 1e-6 * (i + 1) as f64,
+                    latency_s: seconds[i.min(seconds.len() - 1)],
+                    counts: plan.totals,
+                },
+            )
+        })
+        .collect();
+    let result = JobResult {
+        job_text: "# written by tests/report.rs\n",
+        model_path: Path::new("model.h5"),
+        model: &model,
+        plan: &plan,
+        ranks: 1,
+        threads: 2,
+        start: "2026-01-01T00:00:00Z".into(),
+        end: "2026-01-01T00:01:00Z".into(),
+        records: &records,
+        runs: &runs,
+    };
+    result.write(path).unwrap()
+}
+
+/// Three result files: trained swish-rg7-deg4 3layer-CNN and its Pruned-R1 channel-wise, and a
+/// random-weight square 3layer-CNN batch-axis.
+fn three_files(dir: &Path) -> Vec<PathBuf> {
+    let files: Vec<PathBuf> = ["base.h5", "r1.h5", "random.h5"]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    let four = [(1, 1, 1), (2, 2, 2), (3, 3, 4), (4, 5, 5)];
+    write_result(
+        &files[0],
+        Arch::Mnist3Layer,
+        "swish-rg7-deg4",
+        50,
+        "channel",
+        true,
+        &four,
+        &[2.0, 3.0, 4.0, 5.0],
+    );
+    write_result(
+        &files[1],
+        Arch::Mnist3Layer,
+        "swish-rg7-deg4",
+        40,
+        "channel",
+        true,
+        &four,
+        &[1.0, 1.5, 2.0, 2.5],
+    );
+    write_result(
+        &files[2],
+        Arch::Mnist3Layer,
+        "square",
+        50,
+        "batch",
+        false,
+        &four,
+        &[80.0],
+    );
+    files
+}
+
+fn run_report(files: &[PathBuf], out: &Path) -> std::process::Output {
+    common::hejob_command()
+        .arg("report")
+        .args(files)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// The CSV as a list of column → value maps.
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let head: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines
+        .map(|l| {
+            head.iter()
+                .cloned()
+                .zip(l.split(',').map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+fn num(row: &std::collections::HashMap<String, String>, key: &str) -> f64 {
+    row[key]
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} = {:?}", row[key]))
+}
+
+#[test]
+fn result_files_read_back_to_what_was_written() {
+    let _g = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.h5");
+    let written = write_result(
+        &path,
+        Arch::Cifar10FourLayer,
+        "square",
+        52,
+        "channel",
+        true,
+        &[(0, 0, 0), (1, 2, 1)],
+        &[7.0, 9.0],
+    );
+    let e = read::read(&path).unwrap();
+    assert_eq!(e.summary, written);
+    assert_eq!(e.summary.mean_latency_s, 8.0);
+    assert_eq!(e.summary.plain_accuracy, 0.5);
+    assert_eq!(e.summary.he_accuracy, 1.0);
+    assert_eq!(e.packing, "channel");
+    assert_eq!(e.architecture.as_deref(), Some("cifar10-4layer"));
+    assert_eq!(e.conv2, Some(52));
+    assert!(!e.random_weights);
+    assert_eq!((e.ranks, e.threads, e.runs), (1, 2, 2));
+    let stage_seconds: f64 = e.stages.iter().map(|s| s.seconds).sum();
+    assert!((stage_seconds - 16.0).abs() < 1e-9);
+}
+
+#[test]
+fn report_has_the_expected_rows_numbers_and_figures() {
+    let _g = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let files = three_files(dir.path());
+    let out = dir.path().join("report");
+    let o = run_report(&files, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let rows = csv_rows(&out.join("report.csv"));
+    assert_eq!(rows.len(), 3);
+    let row = |file: &str| {
+        rows.iter()
+            .find(|r| r["file"].ends_with(file))
+            .unwrap_or_else(|| panic!("no row for {file}"))
+    };
+    let base = row("base.h5");
+    assert_eq!(base["network"], "3layer-CNN");
+    assert_eq!(base["activation"], "swish-rg7-deg4");
+    assert_eq!(base["packing"], "channel");
+    assert_eq!(num(base, "images"), 4.0);
+    assert_eq!(num(base, "plain_accuracy_pct"), 75.0);
+    assert_eq!(num(base, "he_accuracy_pct"), 50.0);
+    assert_eq!(num(base, "agreement_pct"), 75.0);
+    assert_eq!(num(base, "paper_plain_accuracy_pct"), 99.52);
+    assert_eq!(num(base, "paper_he_accuracy_pct"), 99.52);
+    assert_eq!(num(base, "latency_s"), 3.5);
+    assert_eq!(num(base, "paper_latency_s"), 0.97);
+    assert!((num(base, "latency_s_ratio") - 3.5 / 0.97).abs() < 1e-12);
+    // the plan's own counts for this network, against Table 5.9's
+    let e = read::read(&files[0]).unwrap();
+    assert_eq!(
+        num(base, "hmulplain"),
+        e.summary.per_inference.hmulplain as f64
+    );
+    assert_eq!(num(base, "rotation"), 330.0);
+    assert_eq!(num(base, "paper_hmulplain"), 6500.0);
+    assert_eq!(num(base, "paper_rotation"), 330.0);
+
+    let r1 = row("r1.h5");
+    assert_eq!(r1["network"], "3layer-CNN-Pruned-R1");
+    assert_eq!(num(r1, "pruning_ratio"), 0.2);
+    assert_eq!(num(r1, "latency_s"), 1.75);
+    assert_eq!(num(r1, "paper_latency_s"), 0.88);
+
+    // random weights: counts and latency compared, accuracies not
+    let random = row("random.h5");
+    assert_eq!(random["network"], "3layer-CNN (random weights)");
+    assert_eq!(random["packing"], "batch");
+    assert_eq!(random["paper_he_accuracy_pct"], "");
+    assert_eq!(random["paper_plain_accuracy_pct"], "");
+    assert_eq!(num(random, "latency_s"), 80.0);
+    assert_eq!(num(random, "paper_latency_s"), 6.44);
+    assert_eq!(num(random, "hmulplain"), 126_000.0);
+    assert_eq!(num(random, "paper_hmulplain"), 126_000.0);
+
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| 3layer-CNN | swish-rg7-deg4 | channel | 16384 | 1 × 2 | 4 | 75.00 [99.52] | 50.00 [99.52] |"), "{md}");
+    assert!(md.contains("| 3.50 [0.970] | 3.61× |"), "{md}");
+    assert!(md.contains("### mnist"), "{md}");
+    assert!(
+        md.contains("| 3layer-CNN channel | 3layer-CNN-Pruned-R1 channel |"),
+        "{md}"
+    );
+    // per-layer breakdown: every stage of each file, per run
+    assert!(md.contains(&format!("### {} (3layer-CNN-Pruned-R1", files[1].display())));
+    for s in &e.stages {
+        assert!(md.contains(&format!("| {} |", s.name)), "stage {}", s.name);
+    }
+    let layers = std::fs::read_to_string(out.join("layers.csv")).unwrap();
+    let stages: usize = files
+        .iter()
+        .map(|f| read::read(f).unwrap().stages.len())
+        .sum();
+    assert_eq!(layers.lines().count(), 1 + stages);
+
+    let svg = std::fs::read_to_string(out.join("fig-5-1.svg")).unwrap();
+    assert!(svg.starts_with("<svg"), "not an SVG");
+    for text in [
+        "mnist swish-rg7-deg4, channel",
+        "paper: mnist swish-rg7-deg4, channel (72 threads)",
+        "pruned 20%",
+        "latency per inference [s]",
+        "encrypted test accuracy [%]",
+    ] {
+        assert!(svg.contains(text), "the plot lacks {text:?}");
+    }
+    // channel-wise rows are plotted, so the batch-axis one is not
+    assert!(!svg.contains("square, batch"));
+    let png = std::fs::read(out.join("fig-5-1.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 10_000, "PNG of {} bytes", png.len());
+}
+
+#[test]
+fn one_file_gives_a_plot_with_one_point() {
+    let _g = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let files = three_files(dir.path());
+    let out = dir.path().join("one");
+    let o = run_report(&files[2..], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(out.join("fig-5-1.svg")).unwrap();
+    assert!(svg.contains("mnist square, batch"));
+    assert!(out.join("fig-5-1.png").is_file());
+    assert_eq!(csv_rows(&out.join("report.csv")).len(), 1);
+}
+
+/// Runs the report on `bad` beside a good file and returns its one-line error.
+fn report_error(dir: &Path, bad: &Path) -> String {
+    let files = three_files(dir);
+    let out = dir.join("out");
+    let o = run_report(&[files[0].clone(), bad.to_path_buf()], &out);
+    assert!(!o.status.success());
+    assert!(
+        !out.join("report.md").exists(),
+        "a failed report wrote files"
+    );
+    let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&bad.display().to_string()), "{err}");
+    err
+}
+
+#[test]
+fn an_older_layout_a_damaged_file_and_a_model_file_are_clear_errors() {
+    let _g = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let files = three_files(dir.path());
+
+    let old = dir.path().join("old.h5");
+    std::fs::copy(&files[0], &old).unwrap();
+    {
+        let f = hdf5::File::open_rw(&old).unwrap();
+        f.delete_attr("format_version").unwrap();
+        f.new_attr::<i64>()
+            .create("format_version")
+            .unwrap()
+            .write_scalar(&0)
+            .unwrap();
+    }
+    let err = report_error(dir.path(), &old);
+    assert!(
+        err.contains("result layout version 0; this hejob reads version 1"),
+        "{err}"
+    );
+
+    let damaged = dir.path().join("damaged.h5");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&damaged, &bytes[..bytes.len() / 3]).unwrap();
+    let err = report_error(dir.path(), &damaged);
+    assert!(err.contains("not a readable HDF5 file"), "{err}");
+
+    let no_summary = dir.path().join("no-summary.h5");
+    std::fs::copy(&files[0], &no_summary).unwrap();
+    hdf5::File::open_rw(&no_summary)
+        .unwrap()
+        .unlink("summary")
+        .unwrap();
+    let err = report_error(dir.path(), &no_summary);
+    assert!(err.contains("missing group 'summary'"), "{err}");
+
+    let model = dir.path().join("model.h5");
+    hejob::model::file::save(
+        &arch::random_model(Arch::Mnist3Layer, "square", None, 0).unwrap(),
+        &model,
+    )
+    .unwrap();
+    let err = report_error(dir.path(), &model);
+    assert!(err.contains("not an hejob result file"), "{err}");
+
+    let err = report_error(dir.path(), &dir.path().join("absent.h5"));
+    assert!(err.contains("no such file"), "{err}");
+}
