@@ -244,8 +244,14 @@ fn report_has_the_expected_rows_numbers_and_figures() {
     assert_eq!(num(random, "paper_hmulplain"), 126_000.0);
 
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.contains("| 3layer-CNN | swish-rg7-deg4 | channel | 16384 | 1 × 2 | 4 | 75.00 [99.52] | 50.00 [99.52] |"), "{md}");
-    assert!(md.contains("| 3.50 [0.970] | 3.61× |"), "{md}");
+    assert!(md.contains("| 3layer-CNN | swish-rg7-deg4 | channel | 16384 | 1 × 2 | 4 | 75.00 | 99.52 | 50.00 | 99.52 | 75.00 |"), "{md}");
+    assert!(md.contains("| 330 | 330 |"), "{md}");
+    assert!(md.contains("| 3.50 | 0.970 | 3.61× |"), "{md}");
+    // the random-weight row has no paper accuracies, but the paper's counts and latency
+    assert!(md.contains("| 3layer-CNN (random weights) | square | batch | 16384 | 1 × 2 | 4 | 75.00 | – | 50.00 | – |"), "{md}");
+    assert!(md.contains("| 80.00 | 6.44 | 12.42× |"), "{md}");
+    // the grid in the paper's shape: ours [paper]
+    assert!(md.contains("| 3.50 [0.970] | 1.75 [0.880] |"), "{md}");
     assert!(md.contains("### mnist"), "{md}");
     assert!(
         md.contains("| 3layer-CNN channel | 3layer-CNN-Pruned-R1 channel |"),

@@ -36,10 +36,17 @@ struct Metric {
     csv: &'static str,
     ours: f64,
     paper: Option<f64>,
+    /// Whether the paper reports this quantity (so the results table has a column for it).
+    in_paper: bool,
     kind: Kind,
 }
 
 impl Metric {
+    /// The paper's figure, or a dash where it has none for this configuration.
+    fn paper_cell(&self) -> String {
+        self.paper.map_or("–".into(), |p| self.kind.show(p))
+    }
+
     /// `ours [paper]`, or `ours` alone.
     fn cell(&self) -> String {
         match self.paper {
@@ -64,6 +71,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
             csv: "plain_accuracy_pct",
             ours: s.plain_accuracy * 100.0,
             paper: row.paper_plain,
+            in_paper: true,
             kind: Kind::Percent,
         },
         Metric {
@@ -71,6 +79,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
             csv: "he_accuracy_pct",
             ours: s.he_accuracy * 100.0,
             paper: row.paper_he,
+            in_paper: true,
             kind: Kind::Percent,
         },
         Metric {
@@ -78,6 +87,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
             csv: "agreement_pct",
             ours: s.agreement * 100.0,
             paper: None,
+            in_paper: false,
             kind: Kind::Percent,
         },
         Metric {
@@ -85,6 +95,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
             csv: "max_abs_error",
             ours: s.max_abs_error,
             paper: None,
+            in_paper: false,
             kind: Kind::Error,
         },
     ];
@@ -94,6 +105,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
             csv: name,
             ours: per[name] as f64,
             paper: row.paper.map(|p| p.counts[i]),
+            in_paper: true,
             kind: Kind::Count,
         });
     }
@@ -102,6 +114,7 @@ fn metrics(row: &Row) -> Vec<Metric> {
         csv: "latency_s",
         ours: s.mean_latency_s,
         paper: row.paper.map(|p| p.latency_s),
+        in_paper: true,
         kind: Kind::Seconds,
     });
     m
@@ -137,8 +150,9 @@ fn latency_ratio(row: &Row) -> Option<f64> {
 /// The whole Markdown report.
 pub fn markdown(rows: &[Row]) -> String {
     let mut md = String::from("# hejob report\n\n");
-    md += "Ours first, the paper's figure in brackets where it evaluated the same network and \
-           packing (Tables 5.9 and 5.10; 72 threads of 4× Xeon E7-8880 v3). Counts are per \
+    md += "Ours, then the paper's figure (in its own column, or in brackets in the grid) where \
+           it evaluated the same network and packing (Tables 5.9 and 5.10; 72 threads of 4× \
+           Xeon E7-8880 v3). Counts are per \
            inference: per image channel-wise, per run batch-axis. Latency: channel-wise, mean \
            per image; batch-axis, mean per run of runs 2..k. Accuracies are compared only for \
            trained weights.\n\n";
@@ -166,7 +180,12 @@ fn results_table(rows: &[Row]) -> String {
     .map(String::from)
     .to_vec();
     if let Some(first) = rows.first() {
-        head.extend(metrics(first).iter().map(|m| m.title.to_string()));
+        for m in metrics(first) {
+            head.push(m.title.to_string());
+            if m.in_paper {
+                head.push("paper".into());
+            }
+        }
     }
     head.push("latency ÷ paper".into());
     let mut md = md_header(&head);
@@ -180,7 +199,12 @@ fn results_table(rows: &[Row]) -> String {
             format!("{} × {}", e.ranks, e.threads),
             thousands(e.summary.images as u64),
         ];
-        cells.extend(metrics(row).iter().map(Metric::cell));
+        for m in metrics(row) {
+            cells.push(m.kind.show(m.ours));
+            if m.in_paper {
+                cells.push(m.paper_cell());
+            }
+        }
         cells.push(latency_ratio(row).map_or("–".into(), |r| format!("{r:.2}×")));
         md += &md_row(&cells);
     }
@@ -198,7 +222,7 @@ fn grids(rows: &[Row]) -> String {
             .iter()
             .map(|r| (r.entry.conv2, r.network.clone(), r.entry.packing.clone()))
             .collect();
-        columns.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)));
+        columns.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
         columns.dedup();
         let mut activations: Vec<&str> = of.iter().map(|r| r.activation.as_str()).collect();
         activations.dedup();
