@@ -215,6 +215,7 @@ fn results_table(rows: &[Row]) -> String {
 fn grids(rows: &[Row]) -> String {
     let mut md = String::new();
     let mut datasets: Vec<String> = rows.iter().map(Row::dataset).collect();
+    datasets.sort();
     datasets.dedup();
     for dataset in datasets {
         let of: Vec<&Row> = rows.iter().filter(|r| r.dataset() == dataset).collect();
@@ -225,41 +226,34 @@ fn grids(rows: &[Row]) -> String {
         columns.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
         columns.dedup();
         let mut activations: Vec<&str> = of.iter().map(|r| r.activation.as_str()).collect();
+        activations.sort();
         activations.dedup();
+        let titles: Vec<&str> = metrics(of[0]).iter().map(|m| m.title).collect();
         let _ = writeln!(md, "### {dataset}\n");
         let mut head = vec!["activation".to_string(), String::new()];
         head.extend(columns.iter().map(|(_, n, p)| format!("{n} {p}")));
         md += &md_header(&head);
         for act in activations {
-            // the row with the most images of each column
-            let cell_rows: Vec<Option<&Row>> = columns
+            // each column's metrics, from its file with the most images
+            let cells: Vec<Option<Vec<Metric>>> = columns
                 .iter()
-                .map(|(c, _, p)| {
+                .map(|(c, n, p)| {
                     of.iter()
                         .filter(|r| r.activation == act && r.entry.conv2 == *c)
-                        .filter(|r| &r.entry.packing == p)
+                        .filter(|r| &r.network == n && &r.entry.packing == p)
                         .max_by_key(|r| r.entry.summary.images)
-                        .copied()
+                        .map(|r| metrics(r))
                 })
                 .collect();
-            let titles: Vec<&str> = rows
-                .first()
-                .map_or(Vec::new(), |r| metrics(r).iter().map(|m| m.title).collect());
             for (k, title) in titles.iter().enumerate() {
-                let mut cells = vec![
-                    if k == 0 {
-                        act.to_string()
-                    } else {
-                        String::new()
-                    },
-                    title.to_string(),
-                ];
-                cells.extend(
-                    cell_rows
+                let first = if k == 0 { act } else { "" };
+                let mut line = vec![first.to_string(), title.to_string()];
+                line.extend(
+                    cells
                         .iter()
-                        .map(|r| r.map_or("–".into(), |r| metrics(r)[k].cell())),
+                        .map(|m| m.as_ref().map_or("–".into(), |m| m[k].cell())),
                 );
-                md += &md_row(&cells);
+                md += &md_row(&line);
             }
         }
         md += "\n";
