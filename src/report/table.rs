@@ -47,6 +47,11 @@ impl Metric {
         self.paper.map_or("–".into(), |p| self.kind.show(p))
     }
 
+    /// Ours over the paper's, where the paper has a non-zero figure.
+    fn ratio(&self) -> Option<f64> {
+        self.paper.filter(|&p| p != 0.0).map(|p| self.ours / p)
+    }
+
     /// `ours [paper]`, or `ours` alone.
     fn cell(&self) -> String {
         match self.paper {
@@ -141,12 +146,6 @@ fn md_header(cells: &[String]) -> String {
     md_row(cells) + &md_row(&rule)
 }
 
-/// The ratio of ours to the paper's latency, as `1.23×`.
-fn latency_ratio(row: &Row) -> Option<f64> {
-    let p = row.paper?.latency_s;
-    Some(row.entry.summary.mean_latency_s / p)
-}
-
 /// The whole Markdown report.
 pub fn markdown(rows: &[Row]) -> String {
     let mut md = String::from("# hejob report\n\n");
@@ -199,13 +198,16 @@ fn results_table(rows: &[Row]) -> String {
             format!("{} × {}", e.ranks, e.threads),
             thousands(e.summary.images as u64),
         ];
-        for m in metrics(row) {
+        let metrics = metrics(row);
+        for m in &metrics {
             cells.push(m.kind.show(m.ours));
             if m.in_paper {
                 cells.push(m.paper_cell());
             }
         }
-        cells.push(latency_ratio(row).map_or("–".into(), |r| format!("{r:.2}×")));
+        // the last metric is latency
+        let ratio = metrics.last().and_then(Metric::ratio);
+        cells.push(ratio.map_or("–".into(), |r| format!("{r:.2}×")));
         md += &md_row(&cells);
     }
     md
@@ -369,11 +371,7 @@ pub fn csv(rows: &[Row]) -> String {
             e.runs.to_string(),
         ];
         for m in metrics(row) {
-            cells.extend([
-                m.ours.to_string(),
-                opt(m.paper),
-                opt(m.paper.filter(|&p| p != 0.0).map(|p| m.ours / p)),
-            ]);
+            cells.extend([m.ours.to_string(), opt(m.paper), opt(m.ratio())]);
         }
         out += &csv_line(&cells);
     }
