@@ -1,12 +1,13 @@
 //! Encrypted inference on real SEAL ciphertexts: for small random networks covering every layer
-//! kind, under both packings, the decrypted logits equal the plain forward pass within the
+//! kind, under every packing, the decrypted logits equal the plain forward pass within the
 //! plan's tolerance and the counted operations equal the plan's prediction exactly.
 
 mod common;
 
 use common::{bn, conv, dense, named, Rng};
-use hejob::he::packing::{self, decrypt_run, encrypt_run, evaluate_run};
+use hejob::he::packing::{self, decrypt_run, encrypt_run, evaluate_run, prepare};
 use hejob::he::{plan::plan, Network};
+use hejob::model::arch::{random_model, Arch};
 use hejob::model::plain::forward;
 use hejob::model::{Activation, AvgPool, Layer, LayerKind, Shape};
 use hejob::seal::{Client, Context, Evaluator};
@@ -64,13 +65,22 @@ fn check(packing_name: &str, input: Shape, layers: &[Layer], images: usize, seed
     let client = Client::new(ctx.clone()).unwrap();
     let keys = client.evaluation_keys(&plan.rotation_steps, true).unwrap();
     let evaluator = Evaluator::new(ctx.clone(), keys).unwrap();
+    let store = prepare(&evaluator, packing, &net).unwrap();
+    assert_eq!(
+        (store.len(), store.bytes()),
+        (
+            plan.memory.stored_plaintexts,
+            plan.memory.stored_plaintext_bytes
+        ),
+        "{packing_name}: stored plaintexts differ from the plan"
+    );
     let mut r = Rng(seed);
     let xs: Vec<Vec<f64>> = (0..images).map(|_| r.vec(input.len(), -1.0, 1.0)).collect();
     let per_run = plan.images_per_run;
     let mut worst = 0f64;
     for chunk in xs.chunks(per_run) {
         let cts = encrypt_run(client.encryptor(), packing, &net, chunk).unwrap();
-        let (out, eval) = evaluate_run(&evaluator, packing, &net, cts).unwrap();
+        let (out, eval) = evaluate_run(&evaluator, &store, packing, &net, cts).unwrap();
         assert_eq!(
             eval.totals, plan.totals,
             "{packing_name}: counted ops differ from the plan"
@@ -121,4 +131,23 @@ fn batch_packing_network_a() {
 fn batch_packing_network_b() {
     let (input, layers) = network_b(&mut Rng(12));
     check("batch", input, &layers, 16, 4);
+}
+
+#[test]
+fn channel_fast_packing_network_a() {
+    let (input, layers) = network_a(&mut Rng(11));
+    check("channel-fast", input, &layers, 2, 5);
+}
+
+#[test]
+fn channel_fast_packing_network_b() {
+    let (input, layers) = network_b(&mut Rng(12));
+    check("channel-fast", input, &layers, 2, 6);
+}
+
+#[test]
+fn channel_fast_packing_mnist_3layer_cnn() {
+    // the paper's MNIST network (random weights): im2col input, conv2 in one ciphertext
+    let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 3).unwrap();
+    check("channel-fast", m.input, &m.layers, 1, 7);
 }

@@ -37,6 +37,38 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
 }
 
 #[test]
+fn channel_fast_counts_of_the_mnist_3layer_cnn() {
+    for c2 in [50usize, 40, 32] {
+        let p = plan(by_name("channel-fast").unwrap(), &mnist("square", c2)).unwrap();
+        let stage = |name: &str| p.layers.iter().find(|s| s.name == name).unwrap().counts;
+        // conv1 from the client's 25 im2col ciphertexts: one product each, no rotation
+        assert_eq!(p.input_ciphertexts, 25, "C2={c2}");
+        let conv1 = stage("conv1+bn1");
+        assert_eq!((conv1.hmulplain, conv1.rotation), (25, 0));
+        // conv2 in one ciphertext: 5 block steps × 25 kernel offsets, 23 rotations (kernel
+        // rows split 3 + 2 between baby and giant steps: 3·5 − 1 baby, 5·2 − 1 giant)
+        let conv2 = stage("conv2+bn2");
+        assert_eq!((conv2.hmulplain, conv2.rotation, conv2.rescale), (125, 23, 1));
+        // fc: 16 diagonals (10 outputs padded to 16), 3 baby + 3 giant steps, then 9 to add
+        // the 8192 slots period by period
+        let fc = stage("fc");
+        assert_eq!((fc.hmulplain, fc.rotation), (16, 15));
+        // one ciphertext through each activation
+        assert_eq!((p.totals.hsquare, p.totals.relinearize), (2, 2));
+        assert_eq!(p.totals.rotation, 38);
+        assert_eq!(p.params.poly_modulus_degree, 16384);
+        // every weight plaintext once: 25 + 125 + 16 products and 3 biases
+        assert_eq!(p.memory.stored_plaintexts, 169);
+    }
+    let faithful = plan(by_name("channel").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    let fast = plan(by_name("channel-fast").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    assert_eq!(fast.depth, faithful.depth);
+    assert_eq!(fast.params, faithful.params);
+    assert!(fast.totals.rotation * 8 < faithful.totals.rotation);
+    assert!(fast.totals.hmulplain * 30 < faithful.totals.hmulplain);
+}
+
+#[test]
 fn batch_counts_follow_table_4_1() {
     let p = plan(by_name("batch").unwrap(), &mnist("square", 50)).unwrap();
     // conv: OC·IC·KH·KW·OH·OW; FC: OU·IU; square: one per value

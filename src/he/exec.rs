@@ -2,10 +2,13 @@
 //! SEAL ciphertexts; `Symbolic` only tracks levels, counts operations and collects rotation
 //! steps. The planner runs the packings symbolically, so a plan's predicted counts, depth and
 //! Galois-key steps are those of the real evaluation by construction.
+//!
+//! Weight plaintexts that a packing asks for by key ([`Exec::stored`]) live in a [`Store`] that
+//! outlasts one run: encoded once per model by [`Exec::prepare`], then only looked up.
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::seal::{self, Ciphertext, OpCounts, Ops, Plaintext};
 
@@ -72,6 +75,72 @@ impl Drop for Held {
 
 type R<T> = Result<T, HeError>;
 
+/// The key of a stored plaintext: the layer's index and a number unique within the layer.
+pub type Key = (usize, u64);
+
+/// Plaintexts encoded once per model and shared by every run (weights at the level where they
+/// are used). Real after [`Exec::prepare`]; symbolic in a plan, where only its size matters.
+#[derive(Default)]
+pub struct Store {
+    map: RwLock<HashMap<Key, Arc<Pt>>>,
+    bytes: AtomicU64,
+}
+
+impl Store {
+    /// Number of stored plaintexts.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the stored plaintexts hold (N coefficients × primes × 8 bytes each).
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn get(&self, key: Key, level: usize) -> R<Option<Arc<Pt>>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        match map.get(&key) {
+            Some(p) if p.level() == level => Ok(Some(p.clone())),
+            Some(p) => Err(HeError::Internal(format!(
+                "stored plaintext {key:?} is at level {}, wanted at {level}",
+                p.level()
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    fn insert(&self, key: Key, pt: Pt, bytes: u64) -> Arc<Pt> {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(key)
+            .or_insert_with(|| {
+                self.bytes.fetch_add(bytes, Ordering::Relaxed);
+                Arc::new(pt)
+            })
+            .clone()
+    }
+}
+
+impl Pt {
+    fn level(&self) -> usize {
+        match self {
+            Pt::Real(p) => p.level(),
+            Pt::Sym { level, .. } => *level,
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        match self {
+            Pt::Real(p) => p.is_zero(),
+            Pt::Sym { zero, .. } => *zero,
+        }
+    }
+}
+
 enum Mode<'a> {
     Real {
         ops: Ops<'a>,
@@ -81,6 +150,8 @@ enum Mode<'a> {
         counts: &'a OpCounts,
         steps: Mutex<BTreeSet<i64>>,
         memory: Arc<Memory>,
+        /// Preparing a store: stored plaintexts are encoded for real with these ops and scales.
+        encoder: Option<(Ops<'a>, Vec<f64>)>,
     },
 }
 
@@ -88,12 +159,14 @@ enum Mode<'a> {
 pub struct Exec<'a> {
     mode: Mode<'a>,
     slots: usize,
+    store: &'a Store,
 }
 
 impl<'a> Exec<'a> {
     /// Real CKKS over `ops`. Ciphertexts at level ℓ always carry the scale `scales[ℓ]` (see
     /// [`level_scales`]).
-    pub fn real(ops: Ops<'a>) -> R<Self> {
+    /// Stored plaintexts come from `store` (see [`Exec::prepare`]).
+    pub fn real(ops: Ops<'a>, store: &'a Store) -> R<Self> {
         let ctx = ops.evaluator().context();
         Ok(Self {
             slots: ctx.slots(),
@@ -101,20 +174,45 @@ impl<'a> Exec<'a> {
                 scales: level_scales(ctx)?,
                 ops,
             },
+            store,
         })
     }
 
     /// Symbolic execution with `slots` slots, counting into `counts` and tracking the memory
-    /// of live values in `memory`.
-    pub fn symbolic(slots: usize, counts: &'a OpCounts, memory: Arc<Memory>) -> Self {
+    /// of live values in `memory`; stored plaintexts are symbolic entries of `store`.
+    pub fn symbolic(
+        slots: usize,
+        counts: &'a OpCounts,
+        memory: Arc<Memory>,
+        store: &'a Store,
+    ) -> Self {
         Self {
             slots,
             mode: Mode::Sym {
                 counts,
                 steps: Mutex::new(BTreeSet::new()),
                 memory,
+                encoder: None,
             },
+            store,
         }
+    }
+
+    /// A symbolic execution over `ops`'s context that encodes every stored plaintext for real
+    /// into `store`: run a packing's evaluation on it once per model, before any run.
+    /// `counts` receives the (symbolic) operations of that pass.
+    pub fn prepare(ops: Ops<'a>, counts: &'a OpCounts, store: &'a Store) -> R<Self> {
+        let ctx = ops.evaluator().context();
+        Ok(Self {
+            slots: ctx.slots(),
+            mode: Mode::Sym {
+                counts,
+                steps: Mutex::new(BTreeSet::new()),
+                memory: Arc::new(Memory::default()),
+                encoder: Some((ops, level_scales(ctx)?)),
+            },
+            store,
+        })
     }
 
     /// A fresh symbolic ciphertext at `level` (symbolic execution only).
@@ -127,8 +225,12 @@ impl<'a> Exec<'a> {
 
     fn held(&self, bytes: i64) -> Held {
         match &self.mode {
-            Mode::Sym { memory, .. } => Held::new(memory, bytes),
-            Mode::Real { .. } => Held::new(&Arc::new(Memory::default()), bytes),
+            Mode::Sym {
+                memory,
+                encoder: None,
+                ..
+            } => Held::new(memory, bytes),
+            _ => Held::new(&Arc::new(Memory::default()), bytes),
         }
     }
 
@@ -154,7 +256,11 @@ impl<'a> Exec<'a> {
     /// The scale every ciphertext at `level` carries (1 in symbolic execution).
     pub fn scale(&self, level: usize) -> f64 {
         match &self.mode {
-            Mode::Real { scales, .. } => scales[level.min(scales.len() - 1)],
+            Mode::Real { scales, .. }
+            | Mode::Sym {
+                encoder: Some((_, scales)),
+                ..
+            } => scales[level.min(scales.len() - 1)],
             Mode::Sym { .. } => 1.0,
         }
     }
@@ -204,6 +310,35 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The plaintext stored under `key`, encoding `values()` at `level` and `scale` the first
+    /// time. Not counted as an `encode`: it is done once per model (by [`Exec::prepare`]), not
+    /// per run. `values` must not be all zero (skip the product instead).
+    pub fn stored(
+        &self,
+        key: Key,
+        level: usize,
+        scale: f64,
+        values: impl FnOnce() -> Vec<f64>,
+    ) -> R<Arc<Pt>> {
+        if let Some(p) = self.store.get(key, level)? {
+            return Ok(p);
+        }
+        let pt = match &self.mode {
+            // a model prepared before its runs never gets here; a miss is encoded, and counted
+            Mode::Real { ops, .. } => Pt::Real(ops.encode(&values(), level, scale)?),
+            Mode::Sym {
+                encoder: Some((ops, _)),
+                ..
+            } => Pt::Real(ops.encode(&values(), level, scale)?),
+            Mode::Sym { .. } => Pt::Sym {
+                level,
+                zero: false,
+                mem: Held::new(&Arc::new(Memory::default()), 0),
+            },
+        };
+        Ok(self.store.insert(key, pt, self.ct_bytes(level) as u64 / 2))
+    }
+
     /// Records a product skipped because its weight is exactly zero, without encoding it.
     pub fn skip_zero(&self) {
         OpCounts::bump(&self.counts().skipped_zero);
@@ -245,8 +380,8 @@ impl<'a> Exec<'a> {
     pub fn add_plain_assign(&self, acc: &mut Ct, p: &Pt) -> R<()> {
         match (&self.mode, acc, p) {
             (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => Ok(ops.add_plain_assign(a, p)?),
-            (Mode::Sym { counts, .. }, Ct::Sym { level, .. }, Pt::Sym { level: pl, .. }) => {
-                same_level("add_plain", *level, *pl)?;
+            (Mode::Sym { counts, .. }, Ct::Sym { level, .. }, p) => {
+                same_level("add_plain", *level, p.level())?;
                 OpCounts::bump(&counts.hadd);
                 Ok(())
             }
@@ -260,15 +395,9 @@ impl<'a> Exec<'a> {
             (Mode::Real { ops, .. }, Ct::Real(a), Pt::Real(p)) => {
                 Ok(ops.multiply_plain(a, p)?.map(Ct::Real))
             }
-            (
-                Mode::Sym { counts, .. },
-                Ct::Sym { level, .. },
-                Pt::Sym {
-                    level: pl, zero, ..
-                },
-            ) => {
-                same_level("multiply_plain", *level, *pl)?;
-                if *zero {
+            (Mode::Sym { counts, .. }, Ct::Sym { level, .. }, p) => {
+                same_level("multiply_plain", *level, p.level())?;
+                if p.is_zero() {
                     OpCounts::bump(&counts.skipped_zero);
                     return Ok(None);
                 }
@@ -379,15 +508,17 @@ impl<'a> Exec<'a> {
     }
 }
 
-/// Scales by level: `S_top = 2^scale_bits`, `S_{ℓ−1} = S_ℓ² / q_ℓ`. With this table a product
-/// of two level-ℓ operands (or a level-ℓ ciphertext and a plaintext encoded at scale `S_ℓ`)
-/// rescales to exactly `S_{ℓ−1}`, so terms always add without scale fix-ups.
+/// Scales by level, with `S_{ℓ−1} = S_ℓ² / q_ℓ` so that a product of two level-ℓ operands (or a
+/// level-ℓ ciphertext and a plaintext encoded at scale `S_ℓ`) rescales to exactly `S_{ℓ−1}` and
+/// terms always add without scale fix-ups. Built from the bottom, `S_0 = 2^scale_bits` and
+/// `S_ℓ = √(S_{ℓ−1}·q_ℓ)`: every scale stays between `2^scale_bits` and the primes, however far
+/// below `2^scale_bits` the primes lie (built from the top, such gaps compound level by level).
+/// Inputs are encrypted at `S_top`.
 pub fn level_scales(ctx: &seal::Context) -> R<Vec<f64>> {
     let top = ctx.top_level();
-    let mut scales = vec![0.0; top + 1];
-    scales[top] = ctx.params().scale();
-    for level in (1..=top).rev() {
-        scales[level - 1] = scales[level] * scales[level] / ctx.prime(level)? as f64;
+    let mut scales = vec![ctx.params().scale(); top + 1];
+    for level in 1..=top {
+        scales[level] = (scales[level - 1] * ctx.prime(level)? as f64).sqrt();
     }
     Ok(scales)
 }

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::exec::Store;
 use super::packing::{self, Evaluation, Packing};
 use super::plan::{self, Plan};
 use super::{HeError, Network};
@@ -216,6 +217,8 @@ pub struct Worker {
     packing: &'static dyn Packing,
     encryptor: Encryptor,
     evaluator: Evaluator,
+    /// The model's weight plaintexts, encoded once (packings that store them).
+    store: Store,
 }
 
 impl Worker {
@@ -227,13 +230,31 @@ impl Worker {
         public: &PublicKey,
         keys: EvaluationKeys,
     ) -> Result<Self, HeError> {
+        let net = Network::from_model(&model)?;
+        let evaluator = Evaluator::new(context.clone(), keys)?;
+        let start = Instant::now();
+        let store = packing::prepare(&evaluator, packing, &net)?;
+        if !store.is_empty() {
+            log::info!(
+                "encoded {} weight plaintexts once ({:.1} MB) in {:.1} s",
+                store.len(),
+                store.bytes() as f64 / 1e6,
+                start.elapsed().as_secs_f64()
+            );
+        }
         Ok(Self {
-            net: Network::from_model(&model)?,
+            net,
             model,
             packing,
-            encryptor: Encryptor::new(context.clone(), public)?,
-            evaluator: Evaluator::new(context, keys)?,
+            encryptor: Encryptor::new(context, public)?,
+            evaluator,
+            store,
         })
+    }
+
+    /// The weight plaintexts this worker encoded once: count and bytes.
+    pub fn stored_plaintexts(&self) -> (usize, u64) {
+        (self.store.len(), self.store.bytes())
     }
 
     /// The evaluation keys this worker holds.
@@ -254,7 +275,7 @@ impl Worker {
         let cts = packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?;
         let start = Instant::now();
         let (outputs, evaluation) =
-            packing::evaluate_run(&self.evaluator, self.packing, &self.net, cts)?;
+            packing::evaluate_run(&self.evaluator, &self.store, self.packing, &self.net, cts)?;
         Ok(RunOutput {
             images: run.to_vec(),
             outputs,

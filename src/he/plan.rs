@@ -7,19 +7,42 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::exec::{Exec, Memory};
+use super::exec::{Exec, Memory, Store};
 use super::packing::Packing;
 use super::{HeError, Network};
 use crate::seal::{CkksParams, OpCounts, OpTally};
 
 /// Ring degrees tried, smallest first.
 pub const DEGREES: [u64; 3] = [8192, 16384, 32768];
-/// Preferred and smallest acceptable scale bits.
-pub const SCALE_BITS: (u32, u32) = (40, 30);
-/// Bits of headroom above the scale in the first prime (values up to ±2^19 at the output).
-pub const HEADROOM_BITS: u32 = 20;
-/// The special (key-switching) prime.
-pub const SPECIAL_BITS: i32 = 60;
+/// How a packing's parameters trade precision for ring size: the largest scale in
+/// `scale_bits` (preferred, smallest) that fits the smallest ring is taken.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Precision {
+    pub scale_bits: (u32, u32),
+    /// Bits above the scale in the first prime: outputs up to ±2^(headroom−1).
+    pub headroom_bits: u32,
+    /// The special (key-switching) prime; `None`: as large as the first prime.
+    pub special_bits: Option<i32>,
+}
+
+impl Precision {
+    /// The paper's packings: a 40-bit scale (30 at least), outputs up to ±2^19, a 60-bit
+    /// special prime.
+    pub const WIDE: Precision = Precision {
+        scale_bits: (40, 30),
+        headroom_bits: 20,
+        special_bits: Some(60),
+    };
+
+    /// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
+    pub fn chain(&self, depth: usize, scale_bits: u32) -> Vec<i32> {
+        let first = (scale_bits + self.headroom_bits).min(60) as i32;
+        let mut bits = vec![first];
+        bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
+        bits.push(self.special_bits.unwrap_or(first));
+        bits
+    }
+}
 
 /// Operations of one stage (a layer, or layers evaluated together).
 #[derive(Clone, Debug, Serialize)]
@@ -57,6 +80,9 @@ pub struct Plan {
 pub struct MemoryEstimate {
     pub evaluation_peak_bytes: u64,
     pub evaluation_keys_bytes: u64,
+    /// Weight plaintexts encoded once per model and kept for every run (`channel-fast`).
+    pub stored_plaintexts: usize,
+    pub stored_plaintext_bytes: u64,
 }
 
 /// Plans `net` under `packing`.
@@ -74,13 +100,14 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             continue;
         }
         let max = CkksParams::max_bits_128(n)?;
-        let Some(scale_bits) = (SCALE_BITS.1..=SCALE_BITS.0)
+        let precision = Precision::WIDE;
+        let (preferred, smallest) = precision.scale_bits;
+        let Some(scale_bits) = (smallest..=preferred)
             .rev()
-            .find(|&s| chain(depth, s).iter().sum::<i32>() <= max)
+            .find(|&s| precision.chain(depth, s).iter().sum::<i32>() <= max)
         else {
             reasons.push(format!(
-                "N={n}: depth {depth} needs more than its {max} bits even at 2^{} scale",
-                SCALE_BITS.1
+                "N={n}: depth {depth} needs more than its {max} bits even at 2^{smallest} scale"
             ));
             continue;
         };
@@ -89,19 +116,21 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             packing: packing.name().to_string(),
             params: CkksParams {
                 poly_modulus_degree: n,
-                coeff_modulus_bits: chain(depth, scale_bits),
+                coeff_modulus_bits: precision.chain(depth, scale_bits),
                 scale_bits,
             },
             depth,
             slots,
             images_per_run: packing.images_per_run(slots),
-            input_ciphertexts: packing.input_count(net),
+            input_ciphertexts: packing.input_count(net, slots),
             rotation_steps: run.steps.clone(),
             totals: run.stages.iter().map(|s| s.counts).sum(),
             layers: run.stages,
             logit_tolerance: tolerance(scale_bits, packing.noise_gain(net, slots)),
             memory: MemoryEstimate {
                 evaluation_peak_bytes: run.peak_bytes,
+                stored_plaintexts: run.stored.0,
+                stored_plaintext_bytes: run.stored.1,
                 // each key: one 2-polynomial ciphertext over all primes per data prime
                 evaluation_keys_bytes: (run.steps.len() as u64 + 1)
                     * (depth as u64 + 1)
@@ -115,15 +144,6 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
     Err(HeError::NoParameters(reasons.join("; ")))
 }
 
-/// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
-pub fn chain(depth: usize, scale_bits: u32) -> Vec<i32> {
-    let first = (scale_bits + HEADROOM_BITS).min(60) as i32;
-    let mut bits = vec![first];
-    bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
-    bits.push(SPECIAL_BITS);
-    bits
-}
-
 /// The stated bound on |decrypted − plain| logits: 2^(20 − scale bits) per slot whose noise
 /// reaches an output (`gain`: 1 for batch-axis, the slot count where a rotate-and-sum adds all
 /// slots). Measured errors on the test networks sit 25–1000× below it (README).
@@ -133,6 +153,8 @@ pub fn tolerance(scale_bits: u32, gain: f64) -> f64 {
 
 struct SymbolicRun {
     peak_bytes: u64,
+    /// Stored plaintexts: count and bytes.
+    stored: (usize, u64),
     out_level: usize,
     steps: Vec<i64>,
     stages: Vec<StagePlan>,
@@ -146,8 +168,9 @@ fn symbolic(
 ) -> Result<SymbolicRun, HeError> {
     let counts = OpCounts::default();
     let memory = Arc::new(Memory::default());
-    let exec = Exec::symbolic(slots, &counts, memory.clone());
-    let input = (0..packing.input_count(net))
+    let store = Store::default();
+    let exec = Exec::symbolic(slots, &counts, memory.clone(), &store);
+    let input = (0..packing.input_count(net, slots))
         .map(|_| exec.sym(top))
         .collect();
     let mut stages = Vec::new();
@@ -170,6 +193,7 @@ fn symbolic(
     };
     Ok(SymbolicRun {
         peak_bytes: memory.peak_bytes(),
+        stored: (store.len(), store.bytes()),
         out_level: out.first().map_or(top, |c| exec.level(c)),
         steps: exec.steps(),
         stages,
@@ -182,7 +206,8 @@ pub fn table(plan: &Plan) -> String {
     let mut out = format!(
         "packing {} — N={} ({} slots), coefficient modulus {:?} ({} bits), scale 2^{}, depth {}, \
          128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}\n\
-         estimated memory: {:.2} GB of ciphertexts at peak, {:.2} GB of evaluation keys\n\n",
+         estimated memory: {:.2} GB of ciphertexts at peak, {:.2} GB of evaluation keys, \
+         {:.2} GB of weight plaintexts encoded once ({})\n\n",
         plan.packing,
         p.poly_modulus_degree,
         plan.slots,
@@ -195,7 +220,9 @@ pub fn table(plan: &Plan) -> String {
         plan.rotation_steps.len(),
         plan.logit_tolerance,
         plan.memory.evaluation_peak_bytes as f64 / 1e9,
-        plan.memory.evaluation_keys_bytes as f64 / 1e9
+        plan.memory.evaluation_keys_bytes as f64 / 1e9,
+        plan.memory.stored_plaintext_bytes as f64 / 1e9,
+        plan.memory.stored_plaintexts
     );
     let cols = [
         "hmulplain",

@@ -93,6 +93,7 @@ impl<'a> Ops<'a> {
     pub fn add_assign(&self, acc: &mut Ciphertext, b: &Ciphertext) -> Result<()> {
         const OP: &str = "Evaluator::add_assign";
         same_level(OP, acc.level(), b.level())?;
+        snap_scale(acc, b.scale())?;
         same_scale(OP, acc.scale(), b.scale())?;
         OpCounts::bump(&self.counts.hadd);
         // SAFETY: SEAL supports destination == first operand.
@@ -112,6 +113,7 @@ impl<'a> Ops<'a> {
     pub fn add_plain_assign(&self, acc: &mut Ciphertext, p: &Plaintext) -> Result<()> {
         const OP: &str = "Evaluator::add_plain";
         same_level(OP, acc.level(), p.level())?;
+        snap_scale(acc, p.scale())?;
         same_scale(OP, acc.scale(), p.scale())?;
         OpCounts::bump(&self.counts.hadd);
         // SAFETY: SEAL supports destination == ciphertext operand.
@@ -312,6 +314,18 @@ fn same_level(op: &'static str, a: usize, b: usize) -> Result<()> {
     } else {
         Err(SealError::LevelMismatch { op, a, b })
     }
+}
+
+/// Gives `acc` the scale `to` when the two differ only by floating-point rounding (relative
+/// 1e-12): scales computed along different paths (a plaintext scale chosen as target/have,
+/// times have) can miss each other by an ulp, which SEAL refuses to add. The values change by
+/// the same relative 1e-12, far below CKKS noise.
+fn snap_scale(acc: &mut Ciphertext, to: f64) -> Result<()> {
+    let from = acc.scale();
+    if from != to && (from - to).abs() <= 1e-12 * from.abs().max(to.abs()) {
+        acc.set_scale(to)?;
+    }
+    Ok(())
 }
 
 /// The same closeness test SEAL applies before adding (relative machine epsilon).

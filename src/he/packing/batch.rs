@@ -31,7 +31,7 @@ impl Packing for BatchAxis {
         1.0 // every slot is its own image: nothing sums across slots
     }
 
-    fn input_count(&self, net: &Network) -> usize {
+    fn input_count(&self, net: &Network, _slots: usize) -> usize {
         net.input.len()
     }
 

@@ -5,6 +5,7 @@
 //! ciphertext (one rotation per channel), and each output is one plaintext product followed by
 //! a rotate-and-sum over every slot (log2(slots) rotations).
 
+use super::grid::{sum_progression, Grid};
 use super::{affine, dense_flat, par_each, par_map, Packing};
 use crate::he::activation;
 use crate::he::exec::{Ct, Exec};
@@ -13,38 +14,6 @@ use crate::model::{Activation, Layer, LayerKind};
 
 /// The channel-wise packing of the paper.
 pub struct ChannelWise;
-
-/// Where a feature map's values sit: value `(y, x)` of every channel at slot
-/// `y·row + x·col`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Grid {
-    h: usize,
-    w: usize,
-    row: usize,
-    col: usize,
-}
-
-impl Grid {
-    fn slot(&self, y: usize, x: usize) -> usize {
-        y * self.row + x * self.col
-    }
-
-    /// One past the highest slot used.
-    fn span(&self) -> usize {
-        self.slot(self.h - 1, self.w - 1) + 1
-    }
-
-    /// A slot vector with `value` at every position of the grid and 0 elsewhere.
-    fn mask(&self, slots: usize, value: f64) -> Vec<f64> {
-        let mut v = vec![0.0; slots.min(self.span())];
-        for y in 0..self.h {
-            for x in 0..self.w {
-                v[self.slot(y, x)] = value;
-            }
-        }
-        v
-    }
-}
 
 /// A feature map during evaluation.
 enum Map {
@@ -143,7 +112,7 @@ impl Packing for ChannelWise {
         }
     }
 
-    fn input_count(&self, net: &Network) -> usize {
+    fn input_count(&self, net: &Network, _slots: usize) -> usize {
         net.input.c
     }
 
@@ -444,31 +413,6 @@ fn join(grid: Option<Grid>, cts: Vec<Ct>, clean: bool) -> Map {
     match grid {
         Some(grid) => Map::Grid { grid, cts, clean },
         None => Map::Flat(cts),
-    }
-}
-
-/// Sums the `n` values at slots `0, pitch, …, (n−1)·pitch` into slot 0: log2(n) rotations when
-/// `n` is a power of two, else n − 1.
-fn sum_progression(exec: &Exec, ct: Ct, n: usize, pitch: usize) -> Result<Ct, HeError> {
-    if n <= 1 {
-        return Ok(ct);
-    }
-    if n.is_power_of_two() {
-        let mut acc = ct;
-        let mut k = n / 2;
-        while k >= 1 {
-            let r = exec.rotate(&acc, (k * pitch) as i64)?;
-            exec.add_assign(&mut acc, &r)?;
-            k /= 2;
-        }
-        Ok(acc)
-    } else {
-        let mut acc = exec.copy(&ct)?;
-        for j in 1..n {
-            let r = exec.rotate(&ct, (j * pitch) as i64)?;
-            exec.add_assign(&mut acc, &r)?;
-        }
-        Ok(acc)
     }
 }
 

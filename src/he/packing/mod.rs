@@ -1,18 +1,22 @@
 //! The packings: interchangeable strategies that lay images out in slots and evaluate a
 //! network on that layout. `channel` is the paper's channel-wise method (one image, one
-//! ciphertext per channel); `batch` is batch-axis (slot s of every ciphertext is image s).
+//! ciphertext per channel); `channel-fast` is channel-wise too (one image per run) with many
+//! channels per ciphertext and baby-step/giant-step linear layers; `batch` is batch-axis (slot
+//! s of every ciphertext is image s).
 //!
-//! Client side ([`encrypt_run`], [`decrypt_run`]) and server side ([`evaluate_run`]) are
-//! separate functions: the server one only ever sees an `Evaluator`.
+//! Client side ([`encrypt_run`], [`decrypt_run`]) and server side ([`prepare`],
+//! [`evaluate_run`]) are separate functions: the server ones only ever see an `Evaluator`.
 
 pub mod batch;
 pub mod channel;
+pub mod fast;
+mod grid;
 
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec::{Ct, Exec, Pt};
+use super::exec::{Ct, Exec, Pt, Store};
 use super::{HeError, Network};
 use crate::model::Dense;
 use crate::seal::{Ciphertext, Client, Encryptor, Evaluator, OpCounts, OpTally};
@@ -28,8 +32,8 @@ pub trait Packing: Sync {
     /// How many slots' rounding noise can add up in one output value (a rotate-and-sum over
     /// every slot sums them all); scales the plan's logit tolerance.
     fn noise_gain(&self, net: &Network, slots: usize) -> f64;
-    /// Number of input ciphertexts of one run.
-    fn input_count(&self, net: &Network) -> usize;
+    /// Number of input ciphertexts of one run with `slots` slots.
+    fn input_count(&self, net: &Network, slots: usize) -> usize;
     /// Client side: the slot vectors to encrypt for these preprocessed images.
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>>;
     /// Server side: evaluates the network. `stage` is called after each stage (a layer, or
@@ -49,13 +53,14 @@ pub trait Packing: Sync {
 pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
     match name {
         "channel" => Ok(&channel::ChannelWise),
+        "channel-fast" => Ok(&fast::ChannelFast),
         "batch" => Ok(&batch::BatchAxis),
         _ => Err(HeError::UnknownPacking(name.to_string())),
     }
 }
 
 /// Names of all packings.
-pub const NAMES: &[&str] = &["channel", "batch"];
+pub const NAMES: &[&str] = &["channel", "channel-fast", "batch"];
 
 /// Operations and time of one stage of an evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,23 +91,45 @@ pub fn encrypt_run(
         return Err(HeError::TooManyImages(images.len(), capacity));
     }
     let top = ctx.top_level();
+    let scale = super::exec::level_scales(ctx)?[top];
     use rayon::prelude::*;
     packing
         .input_vectors(net, ctx.slots(), images)
         .par_iter()
-        .map(|v| Ok(encryptor.encrypt(v, top, ctx.params().scale())?))
+        .map(|v| Ok(encryptor.encrypt(v, top, scale)?))
         .collect()
 }
 
-/// Server side: evaluates one run, counting every operation per stage.
+/// Server side, once per model: encodes every weight plaintext the packing stores, at the
+/// level where the evaluation uses it (a symbolic pass of the evaluation finds those levels).
+pub fn prepare(
+    evaluator: &Evaluator,
+    packing: &dyn Packing,
+    net: &Network,
+) -> Result<Store, HeError> {
+    let store = Store::default();
+    let (counts, pass) = (OpCounts::default(), OpCounts::default());
+    let exec = Exec::prepare(evaluator.ops(&counts), &pass, &store)?;
+    let top = evaluator.context().top_level();
+    let input = (0..packing.input_count(net, exec.slots()))
+        .map(|_| exec.sym(top))
+        .collect();
+    packing.evaluate(&exec, net, input, &mut |_| {})?;
+    drop(exec);
+    Ok(store)
+}
+
+/// Server side: evaluates one run with the model's prepared `store`, counting every operation
+/// per stage.
 pub fn evaluate_run(
     evaluator: &Evaluator,
+    store: &Store,
     packing: &dyn Packing,
     net: &Network,
     input: Vec<Ciphertext>,
 ) -> Result<(Vec<Ciphertext>, Evaluation), HeError> {
     let counts = OpCounts::default();
-    let exec = Exec::real(evaluator.ops(&counts))?;
+    let exec = Exec::real(evaluator.ops(&counts), store)?;
     let start = Instant::now();
     let mut stages = Vec::new();
     let (mut last_counts, mut last_time) = (OpTally::default(), Instant::now());

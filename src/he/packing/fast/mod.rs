@@ -1,0 +1,280 @@
+//! `channel-fast`: channel-wise (one image per run) like the paper's method, but with the
+//! slots used densely and the rotations shared.
+//!
+//! - Many channel planes per ciphertext, in power-of-two blocks, repeated when few, so that one
+//!   rotation moves all of them and slot-wise layers (batch-norm, activation, pooling) cost one
+//!   operation per ciphertext instead of per channel.
+//! - Convolutions and dense layers are sums of rotated inputs times weight plaintexts with
+//!   baby-step/giant-step sharing ([`linear`]); a dense layer leaves all its outputs in one
+//!   ciphertext, and a global pooling before it is folded into its weights.
+//! - A strided first convolution reads its input as stride² phases that the client sends, so
+//!   that its output is compact (no stride gaps) without any rotation.
+//! - Weight plaintexts are encoded once per model at the level where they are used (the
+//!   executor's store), never per image.
+
+mod layout;
+mod linear;
+
+use super::grid::{sum_progression, Grid};
+use super::{par_each, Packing};
+use crate::he::activation;
+use crate::he::exec::{Ct, Exec};
+use crate::he::{HeError, Network};
+use crate::model::{Activation, LayerKind};
+use layout::Layout;
+
+/// The fast channel-wise packing.
+pub struct ChannelFast;
+
+/// Stored-plaintext numbers at and above this one are per-ciphertext plaintexts (biases,
+/// batch-norm factors); below it, the products of a linear layer.
+const EXTRA: u64 = 1 << 32;
+
+impl Packing for ChannelFast {
+    fn name(&self) -> &'static str {
+        "channel-fast"
+    }
+
+    fn images_per_run(&self, _slots: usize) -> usize {
+        1
+    }
+
+    fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
+        layout::input(net, slots)?;
+        let mut planes = true;
+        for (i, layer) in net.layers.iter().enumerate() {
+            let at = |what: &str| format!("layer {i} ({}): {what}", layer.name);
+            match &layer.kind {
+                LayerKind::Conv(_) | LayerKind::AvgPool(_) | LayerKind::GlobalAvgPool { .. }
+                    if !planes =>
+                {
+                    return Err(at("a spatial layer after a dense layer"));
+                }
+                LayerKind::GlobalAvgPool { .. }
+                    if !matches!(
+                        net.layers.get(i + 1).map(|l| &l.kind),
+                        Some(LayerKind::Dense(_))
+                    ) =>
+                {
+                    return Err(at(
+                        "global pooling is folded into a dense layer right after it",
+                    ));
+                }
+                LayerKind::Dense(d) => {
+                    if d.out.next_power_of_two() > slots {
+                        return Err(at(&format!("{} outputs exceed {slots} slots", d.out)));
+                    }
+                    planes = false;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn noise_gain(&self, _net: &Network, slots: usize) -> f64 {
+        // a dense layer adds up products from every slot
+        slots as f64
+    }
+
+    fn input_count(&self, net: &Network, slots: usize) -> usize {
+        layout::input(net, slots).map_or(0, |i| i.layout.count())
+    }
+
+    fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let input = layout::input(net, slots).expect("planned networks fit");
+        images
+            .iter()
+            .flat_map(|img| input.vectors(net, slots, img))
+            .collect()
+    }
+
+    fn evaluate(
+        &self,
+        exec: &Exec,
+        net: &Network,
+        input: Vec<Ct>,
+        stage: &mut dyn FnMut(&str),
+    ) -> Result<Vec<Ct>, HeError> {
+        let front = layout::input(net, exec.slots()).map_err(HeError::Internal)?;
+        let mut map = (front.layout, input);
+        let mut gap = None;
+        for (index, layer) in net.layers.iter().enumerate() {
+            let step = Step {
+                exec,
+                net,
+                index,
+                first_conv: front.first_conv.as_ref(),
+            };
+            map = step.apply(map, &mut gap)?;
+            stage(&layer.name);
+        }
+        Ok(map.1)
+    }
+
+    fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>> {
+        // one ciphertext, output u in slot u
+        (0..images)
+            .map(|_| outputs[0][..net.outputs()].to_vec())
+            .collect()
+    }
+}
+
+/// One layer's evaluation.
+struct Step<'a, 'e> {
+    exec: &'a Exec<'e>,
+    net: &'a Network,
+    index: usize,
+    first_conv: Option<&'a crate::model::Conv>,
+}
+
+type Map = (Layout, Vec<Ct>);
+
+impl Step<'_, '_> {
+    fn err(&self, reason: String) -> HeError {
+        HeError::Layer {
+            index: self.index,
+            name: self.net.layers[self.index].name.clone(),
+            reason,
+        }
+    }
+
+    /// `gap`: the divisor of a global pooling waiting for the dense layer after it.
+    fn apply(&self, (layout, cts): Map, gap: &mut Option<f64>) -> Result<Map, HeError> {
+        let exec = self.exec;
+        let slots = exec.slots();
+        let shape = self.net.shapes[self.index];
+        match &self.net.layers[self.index].kind {
+            LayerKind::Conv(c) => {
+                let c = match (self.index, self.first_conv) {
+                    (0, Some(phased)) => phased,
+                    _ => c,
+                };
+                let plan = linear::conv(&layout, c, (shape.h, shape.w), slots)?;
+                (0..plan.zero).for_each(|_| exec.skip_zero());
+                let sums = linear::bsgs(exec, self.index, &cts, &plan.terms, plan.layout.count())?;
+                let level = exec.level(&cts[0]);
+                let s = exec.scale(level);
+                let cts = sums
+                    .into_iter()
+                    .zip(&plan.bias)
+                    .enumerate()
+                    .map(|(j, (sum, bias))| {
+                        let mut acc = sum.ok_or_else(|| {
+                            self.err(format!(
+                                "output ciphertext {j} has only zero weights; prune its channels"
+                            ))
+                        })?;
+                        if let Some(b) = bias {
+                            let pt =
+                                exec.stored((self.index, EXTRA + j as u64), level, s * s, b)?;
+                            exec.add_plain_assign(&mut acc, &pt)?;
+                        }
+                        exec.rescale(&mut acc)?;
+                        Ok(acc)
+                    })
+                    .collect::<Result<Vec<_>, HeError>>()?;
+                Ok((plan.layout, cts))
+            }
+            LayerKind::BatchNorm(bn) => {
+                let cts = par_each(cts, |ct, t| {
+                    let level = exec.level(&ct);
+                    let s = exec.scale(level);
+                    let per_slot = |f: &dyn Fn(usize) -> f64| {
+                        (0..slots)
+                            .map(|q| layout.channel_at(t, q).map_or(0.0, f))
+                            .collect::<Vec<f64>>()
+                    };
+                    let key = |k: u64| (self.index, EXTRA + 2 * t as u64 + k);
+                    let m = exec.stored(key(0), level, s, || per_slot(&|c| bn.affine(c).0))?;
+                    let mut y = exec
+                        .multiply_plain(&ct, &m)?
+                        .ok_or_else(|| self.err("batch-norm multipliers are all zero".into()))?;
+                    let o = exec.stored(key(1), level, s * s, || per_slot(&|c| bn.affine(c).1))?;
+                    exec.add_plain_assign(&mut y, &o)?;
+                    exec.rescale(&mut y)?;
+                    Ok(y)
+                })?;
+                Ok((layout, cts))
+            }
+            LayerKind::Activation(Activation::Poly(coeffs), _) => {
+                let coeffs = activation::trimmed(coeffs).map_err(|e| self.err(e))?;
+                let cts = par_each(cts, |ct, _| {
+                    activation::evaluate(exec, ct, coeffs, &|c, level, scale| {
+                        exec.encode_scalar(c, level, scale)
+                    })
+                })?;
+                Ok((layout, cts))
+            }
+            LayerKind::AvgPool(p) => {
+                let Layout::Planes { grid, block, chans } = layout else {
+                    return Err(self.err("pooling a vector".into()));
+                };
+                let cts = par_each(cts, |ct, _| {
+                    let across = sum_progression(exec, ct, p.kernel, grid.col)?;
+                    let mut sum = sum_progression(exec, across, p.kernel, grid.row)?;
+                    if p.scale != 1.0 {
+                        let level = exec.level(&sum);
+                        let k = exec.encode_scalar(p.scale, level, exec.scale(level))?;
+                        sum = exec
+                            .multiply_plain(&sum, &k)?
+                            .ok_or_else(|| self.err("pooling scale is zero".into()))?;
+                        exec.rescale(&mut sum)?;
+                    }
+                    Ok(sum)
+                })?;
+                let grid = Grid {
+                    h: shape.h,
+                    w: shape.w,
+                    row: grid.row * p.stride,
+                    col: grid.col * p.stride,
+                };
+                Ok((Layout::Planes { grid, block, chans }, cts))
+            }
+            LayerKind::GlobalAvgPool { scale } => {
+                let inp = self.net.shape_in(self.index);
+                *gap = Some(scale.unwrap_or(1.0 / (inp.h * inp.w) as f64));
+                Ok((layout, cts))
+            }
+            LayerKind::Flatten => Ok((layout, cts)),
+            LayerKind::Dense(d) => {
+                let factor = gap.take();
+                let plan =
+                    linear::dense(&layout, d, factor.is_some(), factor.unwrap_or(1.0), slots);
+                (0..plan.zero).for_each(|_| exec.skip_zero());
+                let mut acc = linear::bsgs(exec, self.index, &cts, &plan.terms, 1)?
+                    .pop()
+                    .flatten()
+                    .ok_or_else(|| self.err("all weights are zero".into()))?;
+                exec.rescale(&mut acc)?;
+                // add up the slots of each output class: slots/period values each
+                let mut step = slots / 2;
+                while step >= plan.period {
+                    let r = exec.rotate(&acc, step as i64)?;
+                    exec.add_assign(&mut acc, &r)?;
+                    step /= 2;
+                }
+                if d.bias.iter().any(|&b| b != 0.0) {
+                    let level = exec.level(&acc);
+                    let period = plan.period;
+                    let b = exec.stored((self.index, EXTRA), level, exec.scale(level), || {
+                        (0..slots)
+                            .map(|q| d.bias.get(q % period).copied().unwrap_or(0.0))
+                            .collect()
+                    })?;
+                    exec.add_plain_assign(&mut acc, &b)?;
+                }
+                Ok((
+                    Layout::Vector {
+                        period: plan.period,
+                        len: d.out,
+                    },
+                    vec![acc],
+                ))
+            }
+            LayerKind::Activation(_, name) => Err(self.err(format!(
+                "{name} is not a polynomial and cannot be evaluated on ciphertexts"
+            ))),
+        }
+    }
+}
