@@ -114,7 +114,7 @@ pub enum Command {
         packings: Vec<String>,
         #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
         threads: Vec<usize>,
-        /// Consecutive runs per configuration; the last is reported.
+        /// Consecutive runs per configuration; the median of runs 2.. is reported.
         #[arg(long, default_value_t = 1)]
         runs: usize,
         /// Images per batch-axis run (default: a full batch of N/2).

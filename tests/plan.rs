@@ -48,7 +48,10 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
         // conv2 in one ciphertext: 5 block steps × 25 kernel offsets, 23 rotations (kernel
         // rows split 3 + 2 between baby and giant steps: 3·5 − 1 baby, 5·2 − 1 giant)
         let conv2 = stage("conv2+bn2");
-        assert_eq!((conv2.hmulplain, conv2.rotation, conv2.rescale), (125, 23, 1));
+        assert_eq!(
+            (conv2.hmulplain, conv2.rotation, conv2.rescale),
+            (125, 23, 1)
+        );
         // fc: 16 diagonals (10 outputs padded to 16), 3 baby + 3 giant steps, then 9 to add
         // the 8192 slots period by period
         let fc = stage("fc");
@@ -61,7 +64,11 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
         assert_eq!(p.memory.stored_plaintexts, 169);
     }
     let faithful = plan(by_name("channel").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
-    let fast = plan(by_name("channel-fast").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    let fast = plan(
+        by_name("channel-fast").unwrap(),
+        &mnist("swish-rg7-deg4", 50),
+    )
+    .unwrap();
     assert_eq!(fast.depth, faithful.depth);
     assert_eq!(fast.params, faithful.params);
     assert!(fast.totals.rotation * 8 < faithful.totals.rotation);
