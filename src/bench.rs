@@ -215,7 +215,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
             runs.push((run, start.elapsed().as_secs_f64()));
         }
         // the median of the runs after the first (which also warms caches), as the paper
-        // reports runs 2–4
+        // reports runs 2–4; of an even number, the slower middle one
         let mut timed: Vec<_> = runs.into_iter().skip(usize::from(c.runs > 1)).collect();
         timed.sort_by(|a, b| a.0 .1.seconds.total_cmp(&b.0 .1.seconds));
         let ((records, eval), wall_s) = timed.swap_remove(timed.len() / 2);

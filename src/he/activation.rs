@@ -79,13 +79,13 @@ pub fn evaluate(
         exec.rescale(&mut t)?;
         Ok(Some(t))
     };
-    let mut sum: Option<Ct> = None;
-    for k in (1..=d).rev() {
+    // the terms are independent once x² exists: computed in parallel, added in order
+    let term = |k: usize| -> Result<Option<Ct>, HeError> {
         let c = coeffs[k];
         if c == 0.0 {
-            continue;
+            return Ok(None);
         }
-        let term = match k {
+        Ok(match k {
             2 if d == 2 && monic => Some(exec.square(&x)?),
             3 if top + 1 == l => match scaled_x(c)? {
                 Some(cx) => Some(exec.multiply(x2()?, &cx)?),
@@ -113,10 +113,20 @@ pub fn evaluate(
                 let pc = exec.encode_scalar(c, top, target / have)?;
                 exec.multiply_plain(&power, &pc)?
             }
-        };
-        if let Some(term) = term {
-            exec.accumulate(&mut sum, term)?;
-        }
+        })
+    };
+    let terms: Vec<Option<Ct>> = {
+        use rayon::prelude::*;
+        (1..=d)
+            .rev()
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(term)
+            .collect::<Result<_, _>>()?
+    };
+    let mut sum: Option<Ct> = None;
+    for t in terms.into_iter().flatten() {
+        exec.accumulate(&mut sum, t)?;
     }
     let mut sum = sum.ok_or(HeError::Internal("activation without terms".into()))?;
     if coeffs[0] != 0.0 {
