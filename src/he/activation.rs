@@ -117,10 +117,9 @@ pub fn evaluate(
     };
     let terms: Vec<Option<Ct>> = {
         use rayon::prelude::*;
-        (1..=d)
-            .rev()
-            .collect::<Vec<_>>()
+        (1..d + 1)
             .into_par_iter()
+            .rev()
             .map(term)
             .collect::<Result<_, _>>()?
     };

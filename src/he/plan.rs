@@ -14,35 +14,12 @@ use crate::seal::{CkksParams, OpCounts, OpTally};
 
 /// Ring degrees tried, smallest first.
 pub const DEGREES: [u64; 3] = [8192, 16384, 32768];
-/// How a packing's parameters trade precision for ring size: the largest scale in
-/// `scale_bits` (preferred, smallest) that fits the smallest ring is taken.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Precision {
-    pub scale_bits: (u32, u32),
-    /// Bits above the scale in the first prime: outputs up to ±2^(headroom−1).
-    pub headroom_bits: u32,
-    /// The special (key-switching) prime; `None`: as large as the first prime.
-    pub special_bits: Option<i32>,
-}
-
-impl Precision {
-    /// The paper's packings: a 40-bit scale (30 at least), outputs up to ±2^19, a 60-bit
-    /// special prime.
-    pub const WIDE: Precision = Precision {
-        scale_bits: (40, 30),
-        headroom_bits: 20,
-        special_bits: Some(60),
-    };
-
-    /// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
-    pub fn chain(&self, depth: usize, scale_bits: u32) -> Vec<i32> {
-        let first = (scale_bits + self.headroom_bits).min(60) as i32;
-        let mut bits = vec![first];
-        bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
-        bits.push(self.special_bits.unwrap_or(first));
-        bits
-    }
-}
+/// Preferred and smallest acceptable scale bits.
+pub const SCALE_BITS: (u32, u32) = (40, 30);
+/// Bits of headroom above the scale in the first prime (values up to ±2^19 at the output).
+pub const HEADROOM_BITS: u32 = 20;
+/// The special (key-switching) prime.
+pub const SPECIAL_BITS: i32 = 60;
 
 /// Operations of one stage (a layer, or layers evaluated together).
 #[derive(Clone, Debug, Serialize)]
@@ -100,14 +77,13 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             continue;
         }
         let max = CkksParams::max_bits_128(n)?;
-        let precision = Precision::WIDE;
-        let (preferred, smallest) = precision.scale_bits;
-        let Some(scale_bits) = (smallest..=preferred)
+        let Some(scale_bits) = (SCALE_BITS.1..=SCALE_BITS.0)
             .rev()
-            .find(|&s| precision.chain(depth, s).iter().sum::<i32>() <= max)
+            .find(|&s| chain(depth, s).iter().sum::<i32>() <= max)
         else {
             reasons.push(format!(
-                "N={n}: depth {depth} needs more than its {max} bits even at 2^{smallest} scale"
+                "N={n}: depth {depth} needs more than its {max} bits even at 2^{} scale",
+                SCALE_BITS.1
             ));
             continue;
         };
@@ -116,7 +92,7 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             packing: packing.name().to_string(),
             params: CkksParams {
                 poly_modulus_degree: n,
-                coeff_modulus_bits: precision.chain(depth, scale_bits),
+                coeff_modulus_bits: chain(depth, scale_bits),
                 scale_bits,
             },
             depth,
@@ -142,6 +118,15 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
         });
     }
     Err(HeError::NoParameters(reasons.join("; ")))
+}
+
+/// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
+pub fn chain(depth: usize, scale_bits: u32) -> Vec<i32> {
+    let first = (scale_bits + HEADROOM_BITS).min(60) as i32;
+    let mut bits = vec![first];
+    bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
+    bits.push(SPECIAL_BITS);
+    bits
 }
 
 /// The stated bound on |decrypted − plain| logits: 2^(20 − scale bits) per slot whose noise

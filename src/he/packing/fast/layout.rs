@@ -157,10 +157,10 @@ impl Input {
         let Layout::Planes { grid, block, chans } = &self.layout else {
             unreachable!("inputs are planes")
         };
-        let s = net.input;
+        let (s, first) = (net.input, first_conv(net));
         // the pixel of channel c at plane position (y, x)
         let pixel = |c: usize, y: usize, x: usize| -> f64 {
-            let Some(conv) = first_conv(net) else {
+            let Some(conv) = first else {
                 return image[(c * s.h + y) * s.w + x];
             };
             let (i, k) = (c / (conv.kh * conv.kw), c % (conv.kh * conv.kw));
