@@ -157,6 +157,20 @@ pub enum Command {
         #[command(flatten)]
         training: TrainArgs,
     },
+    /// Re-estimate every batch norm's mean and variance on the unaugmented training images
+    /// (for a model trained with augmentation before hejob did this itself); weights untouched.
+    Recalibrate {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Use only the first N training images (default: all).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
     /// and compare each with the plaintext reference.
     Infer {
@@ -203,6 +217,10 @@ pub struct TrainArgs {
     /// Train on the first N training images only (quick trials; default: all).
     #[arg(long)]
     pub train_images: Option<usize>,
+    /// After training, re-estimate the batch norms' statistics on the unaugmented training
+    /// images (as `hejob recalibrate`): the running ones were gathered on augmented batches.
+    #[arg(long)]
+    pub recalibrate_bn: bool,
     /// Checkpoint folder (default: data/training/<name of --out>); removed once the run is done.
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{Cli, Command, DatasetsCommand, ModelCommand};
 use crate::data::{self, checksums, fetch, Dataset};
 use crate::job::{self, config::Overrides};
-use crate::model::{arch, file, plain, poly, LayerKind};
+use crate::model::{arch, file, plain, poly, recalibrate, LayerKind};
 use crate::{bench, he, Error};
 
 /// Runs one parsed command line: a job (`--config`) or a subcommand.
@@ -271,6 +271,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     records.len()
                 );
             }
+        }
+        Command::Recalibrate {
+            model,
+            out,
+            limit,
+            data_dir,
+        } => {
+            let mut m = file::load(&model)?;
+            let dir = data::resolve_dir(data_dir.as_deref());
+            let train = m.dataset.load_train(&dir)?;
+            let test = m.dataset.load_test(&dir)?;
+            let (_, before) = plain::accuracy(&m, &test, None);
+            let n = recalibrate::batch_norm_statistics(&mut m, &train, limit);
+            let after = plain::record_accuracy(&mut m, &test);
+            file::save(&m, &out)?;
+            println!(
+                "{}: batch-norm statistics from {n} training images; plain test accuracy {:.2}% → {:.2}%; wrote {}",
+                model.display(),
+                100.0 * before,
+                100.0 * after,
+                out.display()
+            );
         }
         #[cfg(feature = "train")]
         Command::Train {

@@ -118,6 +118,38 @@ fn model_new_then_eval_with_json() {
         data,
     ]));
     assert!(e.contains("beyond the 10000 images"), "{e}");
+    // recalibrate: batch-norm statistics from training images, recorded in the provenance
+    let fixed = dir.path().join("recalibrated.h5");
+    let out = hejob(&[
+        "recalibrate",
+        "--model",
+        m.to_str().unwrap(),
+        "--out",
+        fixed.to_str().unwrap(),
+        "--limit",
+        "500",
+        "--data-dir",
+        data,
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("batch-norm statistics from 500 training images"),
+        "{said}"
+    );
+    let info = hejob(&["model", "info", "--model", fixed.to_str().unwrap()]);
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("bn_statistics: re-estimated on 500 unaugmented"),
+        "{info}"
+    );
+    let e = one_line_error(&hejob(&[
+        "recalibrate",
+        "--model",
+        "/nonexistent.h5",
+        "--out",
+        fixed.to_str().unwrap(),
+    ]));
+    assert!(e.contains("/nonexistent.h5"), "{e}");
     let e = one_line_error(&hejob(&[
         "eval",
         "--model",

@@ -8,6 +8,7 @@ pub mod layers;
 pub mod plain;
 pub mod poly;
 pub mod prune;
+pub mod recalibrate;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

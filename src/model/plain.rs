@@ -149,3 +149,14 @@ pub fn accuracy(model: &Model, images: &Images, limit: Option<usize>) -> (usize,
         },
     )
 }
+
+/// Measures `model`'s accuracy on all of `test` and records it in the provenance
+/// (`plain_test_accuracy`); returns it.
+pub fn record_accuracy(model: &mut Model, test: &Images) -> f64 {
+    let (n, accuracy) = accuracy(model, test, None);
+    model.provenance.insert(
+        "plain_test_accuracy".into(),
+        format!("{:.2}% ({n} test images, hejob eval)", 100.0 * accuracy),
+    );
+    accuracy
+}

@@ -8,7 +8,7 @@ use super::{fit, EpochLog, Schedule};
 use crate::cli::{LrSchedule, NetArgs, TrainArgs};
 use crate::data;
 use crate::model::arch;
-use crate::model::{file, plain, prune, LayerKind, Model};
+use crate::model::{file, plain, prune, recalibrate, LayerKind, Model};
 use crate::Error;
 
 /// `hejob train`: He-initialised weights, batch norms at identity, then `epochs` of training.
@@ -92,7 +92,7 @@ pub fn prune(
             .load_test(&data::resolve_dir(args.data_dir.as_deref()))?;
         let none = schedule(args, 0, m.dataset);
         finish(&mut m, &none, &[]);
-        record_accuracy(&mut m, &test);
+        plain::record_accuracy(&mut m, &test);
         file::save(&m, out)?;
         return Ok(m);
     }
@@ -149,7 +149,10 @@ fn run(
     let (mut model, history) =
         pool.install(|| fit(start, &train, &test, &schedule, Some(&checkpoint)))?;
     describe(&mut model, &schedule, &history);
-    record_accuracy(&mut model, &test);
+    if args.recalibrate_bn {
+        recalibrate::batch_norm_statistics(&mut model, &train, schedule.train_images);
+    }
+    plain::record_accuracy(&mut model, &test);
     file::save(&model, out)?;
     log::info!(
         "wrote {}: plain test accuracy {}",
@@ -164,14 +167,6 @@ fn run(
         ))
     })?;
     Ok(model)
-}
-
-fn record_accuracy(model: &mut Model, test: &data::Images) {
-    let (n, accuracy) = plain::accuracy(model, test, None);
-    model.provenance.insert(
-        "plain_test_accuracy".into(),
-        format!("{:.2}% ({n} test images, hejob eval)", 100.0 * accuracy),
-    );
 }
 
 /// `--checkpoint-dir`, else `data/training/<file stem of out>`.
