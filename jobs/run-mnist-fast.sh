@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The full 10,000-image channel-fast runs of the nine MNIST networks, one after another, as
-# 2 MPI ranks × 1 thread on one node (1.33 images/s here, against 1.08 for 1 rank × 2 threads).
+# The full 10,000-image channel-fast-x4 runs (4 images per ciphertext) of the nine MNIST
+# networks, one after another, as 2 MPI ranks × 1 thread on one node (one rank per core beats
+# one rank with two threads here).
 # A finished run (its result file exists) is skipped; an unfinished one resumes from its
 # checkpoint, so the script can be stopped and started again at will.
 #

@@ -163,6 +163,9 @@ pub struct PackingBench {
     /// comparison.
     #[serde(default)]
     pub client_s: f64,
+    /// Images per second of the measured run, client side included.
+    #[serde(default)]
+    pub images_per_s: f64,
     pub max_abs_error: f64,
 }
 
@@ -236,6 +239,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
             evaluation_keys_mb: keys_mb,
             stored_weights_mb: session.worker.stored_plaintexts().1 as f64 / 1e6,
             client_s: wall_s - eval.seconds,
+            images_per_s: n as f64 / wall_s,
             max_abs_error: records.iter().map(|r| r.max_abs_error).fold(0.0, f64::max),
         })
     })
@@ -320,7 +324,7 @@ fn peak_rss_mb() -> Option<f64> {
 /// and threads when both were measured.
 pub fn packing_markdown(results: &[PackingBench]) -> String {
     let mut out = String::from(
-        "| network | activation | packing | threads | N | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| network | activation | packing | threads | N | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | images/s | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let faithful = results.iter().find(|f| {
@@ -331,7 +335,7 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
             format!("{:.1}×", f.per_image_s / r.per_image_s)
         });
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
             r.arch,
             r.activation,
             r.packing,
@@ -342,6 +346,7 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
             r.latency_s,
             r.per_image_s,
             r.client_s,
+            r.images_per_s,
             r.totals.hmulplain,
             r.totals.hsquare,
             r.totals.rotation,

@@ -151,3 +151,22 @@ fn channel_fast_packing_mnist_3layer_cnn() {
     let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 3).unwrap();
     check("channel-fast", m.input, &m.layers, 1, 7);
 }
+
+#[test]
+fn channel_fast_interleaved_images_network_a() {
+    // 4 images per ciphertext: a full run and a partial one (the empty lanes hold zeros)
+    let (input, layers) = network_a(&mut Rng(11));
+    check("channel-fast-x4", input, &layers, 6, 8);
+}
+
+#[test]
+fn channel_fast_interleaved_images_network_b() {
+    let (input, layers) = network_b(&mut Rng(12));
+    check("channel-fast-x16", input, &layers, 16, 9);
+}
+
+#[test]
+fn channel_fast_interleaved_images_mnist_3layer_cnn() {
+    let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 3).unwrap();
+    check("channel-fast-x4", m.input, &m.layers, 4, 10);
+}

@@ -156,9 +156,15 @@ enum Mode<'a> {
 }
 
 /// The operations a packing may use, counted into one `OpCounts`.
+///
+/// With `lanes` > 1, that many images share each ciphertext slot by slot (image `j` in the
+/// physical slots `lanes·s + j`): the packing sees `slots / lanes` slots, every rotation moves
+/// by `lanes` times its step, and every encoded vector is repeated for each image.
 pub struct Exec<'a> {
     mode: Mode<'a>,
+    /// Slots as the packing sees them (physical slots / lanes).
     slots: usize,
+    lanes: usize,
     store: &'a Store,
 }
 
@@ -166,10 +172,11 @@ impl<'a> Exec<'a> {
     /// Real CKKS over `ops`. Ciphertexts at level ℓ always carry the scale `scales[ℓ]` (see
     /// [`level_scales`]).
     /// Stored plaintexts come from `store` (see [`Exec::prepare`]).
-    pub fn real(ops: Ops<'a>, store: &'a Store) -> R<Self> {
+    pub fn real(ops: Ops<'a>, store: &'a Store, lanes: usize) -> R<Self> {
         let ctx = ops.evaluator().context();
         Ok(Self {
-            slots: ctx.slots(),
+            slots: logical(ctx.slots(), lanes)?,
+            lanes,
             mode: Mode::Real {
                 scales: level_scales(ctx)?,
                 ops,
@@ -178,16 +185,18 @@ impl<'a> Exec<'a> {
         })
     }
 
-    /// Symbolic execution with `slots` slots, counting into `counts` and tracking the memory
-    /// of live values in `memory`; stored plaintexts are symbolic entries of `store`.
+    /// Symbolic execution with `slots` (physical) slots, counting into `counts` and tracking
+    /// the memory of live values in `memory`; stored plaintexts are symbolic entries of `store`.
     pub fn symbolic(
         slots: usize,
+        lanes: usize,
         counts: &'a OpCounts,
         memory: Arc<Memory>,
         store: &'a Store,
-    ) -> Self {
-        Self {
-            slots,
+    ) -> R<Self> {
+        Ok(Self {
+            slots: logical(slots, lanes)?,
+            lanes,
             mode: Mode::Sym {
                 counts,
                 steps: Mutex::new(BTreeSet::new()),
@@ -195,16 +204,17 @@ impl<'a> Exec<'a> {
                 encoder: None,
             },
             store,
-        }
+        })
     }
 
     /// A symbolic execution over `ops`'s context that encodes every stored plaintext for real
     /// into `store`: run a packing's evaluation on it once per model, before any run.
     /// `counts` receives the (symbolic) operations of that pass.
-    pub fn prepare(ops: Ops<'a>, counts: &'a OpCounts, store: &'a Store) -> R<Self> {
+    pub fn prepare(ops: Ops<'a>, counts: &'a OpCounts, store: &'a Store, lanes: usize) -> R<Self> {
         let ctx = ops.evaluator().context();
         Ok(Self {
-            slots: ctx.slots(),
+            slots: logical(ctx.slots(), lanes)?,
+            lanes,
             mode: Mode::Sym {
                 counts,
                 steps: Mutex::new(BTreeSet::new()),
@@ -237,15 +247,21 @@ impl<'a> Exec<'a> {
     /// Bytes of a size-2 ciphertext at `level`: 2 polynomials × N coefficients × (level + 1)
     /// primes × 8 bytes.
     fn ct_bytes(&self, level: usize) -> i64 {
-        (2 * 2 * self.slots * (level + 1) * 8) as i64
+        (2 * 2 * self.slots * self.lanes * (level + 1) * 8) as i64
     }
 
-    /// Slots per ciphertext.
+    /// Slots per ciphertext, as the packing sees them (per image when images share one).
     pub fn slots(&self) -> usize {
         self.slots
     }
 
-    /// The rotation steps used so far (symbolic execution only; normalised to `1..slots`).
+    /// `values` (one image's slots) repeated in every lane.
+    fn lay_out(&self, values: &[f64]) -> Vec<f64> {
+        interleave(&vec![values; self.lanes])
+    }
+
+    /// The rotation steps used so far (symbolic execution only; physical steps normalised to
+    /// `1..slots`).
     pub fn steps(&self) -> Vec<i64> {
         match &self.mode {
             Mode::Sym { steps, .. } => lock(steps).iter().copied().collect(),
@@ -283,7 +299,9 @@ impl<'a> Exec<'a> {
     /// Encodes a vector (counted as `encode`).
     pub fn encode(&self, values: &[f64], level: usize, scale: f64) -> R<Pt> {
         match &self.mode {
-            Mode::Real { ops, .. } => Ok(Pt::Real(ops.encode(values, level, scale)?)),
+            Mode::Real { ops, .. } => {
+                Ok(Pt::Real(ops.encode(&self.lay_out(values), level, scale)?))
+            }
             Mode::Sym { counts, .. } => {
                 OpCounts::bump(&counts.encode);
                 Ok(Pt::Sym {
@@ -325,11 +343,11 @@ impl<'a> Exec<'a> {
         }
         let pt = match &self.mode {
             // a model prepared before its runs never gets here; a miss is encoded, and counted
-            Mode::Real { ops, .. } => Pt::Real(ops.encode(&values(), level, scale)?),
-            Mode::Sym {
+            Mode::Real { ops, .. }
+            | Mode::Sym {
                 encoder: Some((ops, _)),
                 ..
-            } => Pt::Real(ops.encode(&values(), level, scale)?),
+            } => Pt::Real(ops.encode(&self.lay_out(&values()), level, scale)?),
             Mode::Sym { .. } => Pt::Sym {
                 level,
                 zero: false,
@@ -481,13 +499,14 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Rotates left by `step` (right if negative).
+    /// Rotates left by `step` (right if negative), in every lane.
     pub fn rotate(&self, a: &Ct, step: i64) -> R<Ct> {
+        let step = step * self.lanes as i64;
         match (&self.mode, a) {
             (Mode::Real { ops, .. }, Ct::Real(a)) => Ok(Ct::Real(ops.rotate(a, step)?)),
             (Mode::Sym { counts, steps, .. }, Ct::Sym { level, .. }) => {
                 OpCounts::bump(&counts.rotation);
-                let s = step.rem_euclid(self.slots as i64);
+                let s = step.rem_euclid((self.slots * self.lanes) as i64);
                 if s == 0 {
                     OpCounts::bump(&counts.rotation_zero);
                 } else {
@@ -521,6 +540,35 @@ pub fn level_scales(ctx: &seal::Context) -> R<Vec<f64>> {
         scales[level] = (scales[level - 1] * ctx.prime(level)? as f64).sqrt();
     }
     Ok(scales)
+}
+
+/// Physical slots `slots` seen as `slots / lanes` per image.
+fn logical(slots: usize, lanes: usize) -> R<usize> {
+    if lanes == 0 || !slots.is_multiple_of(lanes) {
+        return Err(HeError::Internal(format!(
+            "{lanes} images cannot share {slots} slots evenly"
+        )));
+    }
+    Ok(slots / lanes)
+}
+
+/// One slot vector holding `lanes` vectors slot by slot: `out[lanes·s + j] = lanes[j][s]`
+/// (a lane shorter than the longest is padded with zeros).
+pub fn interleave(lanes: &[&[f64]]) -> Vec<f64> {
+    let k = lanes.len();
+    let len = lanes.iter().map(|l| l.len()).max().unwrap_or(0);
+    let mut out = vec![0.0; k * len];
+    for (j, lane) in lanes.iter().enumerate() {
+        for (s, v) in lane.iter().enumerate() {
+            out[k * s + j] = *v;
+        }
+    }
+    out
+}
+
+/// Lane `j` of a slot vector holding `lanes` interleaved vectors.
+pub fn lane(values: &[f64], lanes: usize, j: usize) -> Vec<f64> {
+    values.iter().skip(j).step_by(lanes).copied().collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

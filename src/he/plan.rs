@@ -66,7 +66,7 @@ pub struct MemoryEstimate {
 pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
     // The depth does not depend on the ring: run once with an ample chain.
     const PROBE: usize = 64;
-    let probe = symbolic(packing, net, 1 << 12, PROBE)?;
+    let probe = symbolic(packing, net, (1 << 12) * packing.lanes(), PROBE)?;
     let depth = PROBE - probe.out_level;
     let mut reasons = Vec::new();
     for n in DEGREES {
@@ -154,7 +154,7 @@ fn symbolic(
     let counts = OpCounts::default();
     let memory = Arc::new(Memory::default());
     let store = Store::default();
-    let exec = Exec::symbolic(slots, &counts, memory.clone(), &store);
+    let exec = Exec::symbolic(slots, packing.lanes(), &counts, memory.clone(), &store)?;
     let input = (0..packing.input_count(net, slots))
         .map(|_| exec.sym(top))
         .collect();

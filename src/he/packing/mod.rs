@@ -27,6 +27,11 @@ pub trait Packing: Sync {
     fn name(&self) -> &'static str;
     /// Images evaluated together in one run with `slots` slots per ciphertext.
     fn images_per_run(&self, slots: usize) -> usize;
+    /// Images interleaved slot by slot in every ciphertext, each seeing `slots / lanes` slots
+    /// (see [`Exec`]); 1 unless the packing says otherwise.
+    fn lanes(&self) -> usize {
+        1
+    }
     /// Whether the network's layout fits in `slots` slots (the error says why not).
     fn fits(&self, net: &Network, slots: usize) -> Result<(), String>;
     /// How many slots' rounding noise can add up in one output value (a rotate-and-sum over
@@ -53,14 +58,25 @@ pub trait Packing: Sync {
 pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
     match name {
         "channel" => Ok(&channel::ChannelWise),
-        "channel-fast" => Ok(&fast::ChannelFast),
         "batch" => Ok(&batch::BatchAxis),
-        _ => Err(HeError::UnknownPacking(name.to_string())),
+        _ => fast::VARIANTS
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p as &dyn Packing)
+            .ok_or_else(|| HeError::UnknownPacking(name.to_string())),
     }
 }
 
 /// Names of all packings.
-pub const NAMES: &[&str] = &["channel", "channel-fast", "batch"];
+pub const NAMES: &[&str] = &[
+    "channel",
+    "channel-fast",
+    "channel-fast-x2",
+    "channel-fast-x4",
+    "channel-fast-x8",
+    "channel-fast-x16",
+    "batch",
+];
 
 /// Operations and time of one stage of an evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,9 +125,10 @@ pub fn prepare(
 ) -> Result<Store, HeError> {
     let store = Store::default();
     let (counts, pass) = (OpCounts::default(), OpCounts::default());
-    let exec = Exec::prepare(evaluator.ops(&counts), &pass, &store)?;
-    let top = evaluator.context().top_level();
-    let input = (0..packing.input_count(net, exec.slots()))
+    let exec = Exec::prepare(evaluator.ops(&counts), &pass, &store, packing.lanes())?;
+    let ctx = evaluator.context();
+    let (top, slots) = (ctx.top_level(), ctx.slots());
+    let input = (0..packing.input_count(net, slots))
         .map(|_| exec.sym(top))
         .collect();
     packing.evaluate(&exec, net, input, &mut |_| {})?;
@@ -129,7 +146,7 @@ pub fn evaluate_run(
     input: Vec<Ciphertext>,
 ) -> Result<(Vec<Ciphertext>, Evaluation), HeError> {
     let counts = OpCounts::default();
-    let exec = Exec::real(evaluator.ops(&counts), store)?;
+    let exec = Exec::real(evaluator.ops(&counts), store, packing.lanes())?;
     let start = Instant::now();
     let mut stages = Vec::new();
     let (mut last_counts, mut last_time) = (OpTally::default(), Instant::now());

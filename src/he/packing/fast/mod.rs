@@ -18,13 +18,33 @@ mod linear;
 use super::grid::{sum_progression, Grid};
 use super::{par_each, Packing};
 use crate::he::activation;
-use crate::he::exec::{Ct, Exec};
+use crate::he::exec::{interleave, lane, Ct, Exec};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, LayerKind};
 use layout::Layout;
 
-/// The fast channel-wise packing.
-pub struct ChannelFast;
+/// The fast channel-wise packing, with `lanes` images interleaved slot by slot in each
+/// ciphertext (1: one image per run, the lowest latency; more: the same operations serve
+/// several images, for throughput, as long as one image's layout fits in `slots / lanes`).
+pub struct ChannelFast {
+    name: &'static str,
+    lanes: usize,
+}
+
+/// `channel-fast` and its throughput variants `channel-fast-xK` (K images per ciphertext).
+pub static VARIANTS: [ChannelFast; 5] = [
+    ChannelFast::new("channel-fast", 1),
+    ChannelFast::new("channel-fast-x2", 2),
+    ChannelFast::new("channel-fast-x4", 4),
+    ChannelFast::new("channel-fast-x8", 8),
+    ChannelFast::new("channel-fast-x16", 16),
+];
+
+impl ChannelFast {
+    const fn new(name: &'static str, lanes: usize) -> Self {
+        Self { name, lanes }
+    }
+}
 
 /// Stored-plaintext numbers at and above this one are per-ciphertext plaintexts (biases,
 /// batch-norm factors); below it, the products of a linear layer.
@@ -32,14 +52,19 @@ const EXTRA: u64 = 1 << 32;
 
 impl Packing for ChannelFast {
     fn name(&self) -> &'static str {
-        "channel-fast"
+        self.name
     }
 
     fn images_per_run(&self, _slots: usize) -> usize {
-        1
+        self.lanes
+    }
+
+    fn lanes(&self) -> usize {
+        self.lanes
     }
 
     fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
+        let slots = slots / self.lanes;
         layout::input(net, slots)?;
         let mut planes = true;
         for (i, layer) in net.layers.iter().enumerate() {
@@ -73,19 +98,31 @@ impl Packing for ChannelFast {
     }
 
     fn noise_gain(&self, _net: &Network, slots: usize) -> f64 {
-        // a dense layer adds up products from every slot
-        slots as f64
+        // a dense layer adds up products from every slot of an image
+        (slots / self.lanes) as f64
     }
 
     fn input_count(&self, net: &Network, slots: usize) -> usize {
-        layout::input(net, slots).map_or(0, |i| i.layout.count())
+        layout::input(net, slots / self.lanes).map_or(0, |i| i.layout.count())
     }
 
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let slots = slots / self.lanes;
         let input = layout::input(net, slots).expect("planned networks fit");
-        images
+        let per_image: Vec<Vec<Vec<f64>>> = images
             .iter()
-            .flat_map(|img| input.vectors(net, slots, img))
+            .map(|img| input.vectors(net, slots, img))
+            .collect();
+        (0..input.layout.count())
+            .map(|t| {
+                // lanes without an image (the last run of a job) stay zero
+                let lanes: Vec<&[f64]> = (0..self.lanes)
+                    .map(|j| per_image.get(j).map_or(&[][..], |v| v[t].as_slice()))
+                    .collect();
+                let mut v = interleave(&lanes);
+                v.resize(slots * self.lanes, 0.0);
+                v
+            })
             .collect()
     }
 
@@ -113,9 +150,9 @@ impl Packing for ChannelFast {
     }
 
     fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>> {
-        // one ciphertext, output u in slot u
+        // one ciphertext, output u of image j in its slot u
         (0..images)
-            .map(|_| outputs[0][..net.outputs()].to_vec())
+            .map(|j| lane(&outputs[0], self.lanes, j)[..net.outputs()].to_vec())
             .collect()
     }
 }
