@@ -57,6 +57,39 @@ fn network_b(r: &mut Rng) -> (Shape, Vec<Layer>) {
     (input, layers)
 }
 
+/// Network C, a small CIFAR-10 4layer-CNN: three blocks of padded conv, batch-norm,
+/// activation and 2×2 average pooling, then global pooling and a dense layer. Under
+/// `channel-fast` the second pooling's two maps merge into one ciphertext (their values and
+/// junk sit on even rows and columns only) and the third convolution interleaves its 128
+/// output planes in the stride gaps.
+fn network_c(r: &mut Rng) -> (Shape, Vec<Layer>) {
+    let input = Shape::new(3, 32, 32);
+    let pool = || {
+        LayerKind::AvgPool(AvgPool {
+            kernel: 2,
+            stride: 2,
+            scale: 0.25,
+        })
+    };
+    let layers = named(vec![
+        conv(r, 3, 4, 3, 1, 1),
+        bn(r, 4),
+        poly(&[0.24, 0.5, 0.1], "swish-rg5-deg2"),
+        pool(),
+        conv(r, 4, 16, 3, 1, 1),
+        bn(r, 16),
+        poly(&[0.0, 0.0, 1.0], "square"),
+        pool(),
+        conv(r, 16, 128, 3, 1, 1),
+        bn(r, 128),
+        poly(&[0.24, 0.5, 0.1], "swish-rg5-deg2"),
+        pool(),
+        LayerKind::GlobalAvgPool { scale: None },
+        dense(r, 128, 10),
+    ]);
+    (input, layers)
+}
+
 fn check(packing_name: &str, input: Shape, layers: &[Layer], images: usize, seed: u64) {
     let packing = packing::by_name(packing_name).unwrap();
     let net = Network::from_layers(input, layers).unwrap();
@@ -169,4 +202,38 @@ fn channel_fast_interleaved_images_network_b() {
 fn channel_fast_interleaved_images_mnist_3layer_cnn() {
     let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 3).unwrap();
     check("channel-fast-x4", m.input, &m.layers, 4, 10);
+}
+
+#[test]
+fn channel_fast_merged_and_interleaved_maps_network_c() {
+    let (input, layers) = network_c(&mut Rng(13));
+    let net = Network::from_layers(input, &layers).unwrap();
+    let p = plan(packing::by_name("channel-fast").unwrap(), &net).unwrap();
+    let stage = |name: &str| p.layers.iter().find(|s| s.name == name).unwrap().counts;
+    // layers: l0 conv1, l3 pool1, l4 conv2, l7 pool2, l8 conv3, l10 its activation; two maps after the second pooling, merged by one rotation into one ciphertext: its
+    // activation and the next convolution's inputs are one ciphertext
+    let conv3 = p
+        .layers
+        .iter()
+        .find(|s| s.name.starts_with("l8"))
+        .unwrap()
+        .counts;
+    assert_eq!(
+        conv3.rescale, 1,
+        "conv3's 128 planes in one output ciphertext"
+    );
+    assert_eq!(
+        stage("l7").rotation,
+        2 * 2 + 1,
+        "two maps pooled, one rotation to merge"
+    );
+    assert_eq!(stage("l10").hsquare, 1);
+    check("channel-fast", input, &layers, 1, 14);
+}
+
+#[test]
+fn channel_fast_interleaved_images_network_c() {
+    // 2 images per ciphertext: one full run and a partial one
+    let (input, layers) = network_c(&mut Rng(13));
+    check("channel-fast-x2", input, &layers, 3, 15);
 }

@@ -2,6 +2,8 @@
 //! polynomial of degree d ≤ 4 (the folds make the paper's activations monic), one more otherwise.
 //! Every term lands on the same level with the same scale, and one rescale finishes the sum.
 
+use std::sync::Arc;
+
 use super::exec::{Ct, Exec, Pt};
 use super::HeError;
 
@@ -47,7 +49,7 @@ pub fn evaluate(
     exec: &Exec,
     x: Ct,
     coeffs: &[f64],
-    constant: &dyn Fn(f64, usize, f64) -> Result<Pt, HeError>,
+    constant: &dyn Fn(f64, usize, f64) -> Result<Arc<Pt>, HeError>,
 ) -> Result<Ct, HeError> {
     let d = coeffs.len() - 1;
     let l = exec.level(&x);
@@ -129,7 +131,8 @@ pub fn evaluate(
     }
     let mut sum = sum.ok_or(HeError::Internal("activation without terms".into()))?;
     if coeffs[0] != 0.0 {
-        exec.add_plain_assign(&mut sum, &constant(coeffs[0], top, target)?)?;
+        let c0 = constant(coeffs[0], top, target)?;
+        exec.add_plain_assign(&mut sum, &c0)?;
     }
     exec.rescale(&mut sum)?;
     Ok(sum)

@@ -280,7 +280,11 @@ fn channel_layer(
             let coeffs = activation::trimmed(coeffs).map_err(HeError::Internal)?;
             let out = ch
                 .into_iter()
-                .map(|ct| activation::evaluate(exec, ct, coeffs, &scalar))
+                .map(|ct| {
+                    activation::evaluate(exec, ct, coeffs, &|v, l, s| {
+                        scalar(v, l, s).map(std::sync::Arc::new)
+                    })
+                })
                 .collect::<Result<_, _>>()?;
             Ok((out, shape))
         }

@@ -5,6 +5,8 @@
 //! ciphertext (one rotation per channel), and each output is one plaintext product followed by
 //! a rotate-and-sum over every slot (log2(slots) rotations).
 
+use std::sync::Arc;
+
 use super::grid::{sum_progression, Grid};
 use super::{affine, dense_flat, par_each, par_map, Packing};
 use crate::he::activation;
@@ -271,9 +273,12 @@ impl Step<'_, '_> {
                 let coeffs = activation::trimmed(coeffs).map_err(|e| self.err(e))?;
                 let (grid, cts, clean) = split(map);
                 let cts = par_each(cts, |ct, _| {
-                    activation::evaluate(exec, ct, coeffs, &|c, level, scale| match grid {
-                        Some(g) => exec.encode(&g.mask(slots, c), level, scale),
-                        None => exec.encode_scalar(c, level, scale),
+                    activation::evaluate(exec, ct, coeffs, &|c, level, scale| {
+                        match grid {
+                            Some(g) => exec.encode(&g.mask(slots, c), level, scale),
+                            None => exec.encode_scalar(c, level, scale),
+                        }
+                        .map(Arc::new)
                     })
                 })?;
                 Ok(join(grid, cts, clean))

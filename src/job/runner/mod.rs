@@ -336,7 +336,9 @@ impl Ctx<'_> {
         out: RunOutput,
         state: &mut Collected,
     ) -> Result<usize, crate::Error> {
-        let records = self.pool.install(|| owner.records(self.images, &out))?;
+        // on this thread, not the rank's pool, which is busy with rank 0's own runs: taking in
+        // a finished run never waits for one of them
+        let records = owner.records(self.images, &out)?;
         let mut lines: Vec<Entry> = records
             .iter()
             .map(|r| Entry::Image {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::grid::Grid;
 use super::super::par_map;
-use super::layout::{Feature, Layout};
+use super::layout::{Feature, Layout, Place, Planes};
 use crate::he::exec::{Ct, Exec};
 use crate::he::HeError;
 use crate::model::{Conv, Dense};
@@ -130,138 +130,176 @@ pub(super) struct ConvPlan<'a> {
     pub zero: usize,
 }
 
-/// (output block, output channel, input channel) of a convolution product.
-type Pair = (usize, usize, usize);
+/// Rotations are weighed as this many products when choosing a convolution's output layout.
+const ROTATION_COST: usize = 15;
+
+/// What one output plane takes from one input channel at one kernel offset: output plane
+/// `base` (channel `o`), input channel `i`, kernel offset `(ky, kx)`.
+#[derive(Clone, Copy)]
+struct Part {
+    base: usize,
+    o: usize,
+    i: usize,
+    ky: usize,
+    kx: usize,
+}
+
+/// A convolution product: (output ciphertext, input ciphertext, step R) and what it covers.
+type Product = ((usize, usize, i64), Vec<Part>);
 
 /// Plans convolution `c` with output size `oh × ow` on `layout` (a planes layout).
 ///
-/// Output block j of output ciphertext J holds output channel o; it needs every input channel
-/// i, which some input block b of some ciphertext I holds, b − j blocks away. A product
-/// (J, I, step δ = (b − j)·block, kernel offset) covers all (j, i) pairs at that step at once,
-/// and the input is rotated by δ + the kernel offset. Blocks whose channels are all within the
-/// steps that block 0 needs are the output blocks, so that no further step arises.
-pub(super) fn conv<'a>(
-    layout: &Layout,
-    c: &'a Conv,
-    (oh, ow): (usize, usize),
-    slots: usize,
-) -> R<ConvPlan<'a>> {
-    let Layout::Planes { grid, block, chans } = layout else {
+/// Output plane (channel o at slot `base` of output ciphertext J) needs every input channel
+/// i at every kernel offset k: slot s of the plane reads slot s + R of an input ciphertext I,
+/// R = (input plane start − base) + k's offset on the grid. One product (J, I, R) covers all
+/// the (plane, i, k) that share R, so the number of products is the number of distinct R.
+/// Two output layouts are planned and the cheaper is kept: one plane per block (few distinct
+/// block steps), or planes interleaved at every sub-offset of the output grid (a strided
+/// map's gaps filled with other channels: fewer output ciphertexts, more distinct R). R is
+/// split into a baby step (rotating an input) and a giant step (rotating an output's sum),
+/// whichever split needs fewest rotations.
+pub(super) fn conv<'a>(layout: &Layout, c: &'a Conv, (oh, ow): (usize, usize)) -> R<ConvPlan<'a>> {
+    let Layout::Planes(inp) = layout else {
         return Err(HeError::Internal("convolution on a vector".into()));
     };
-    let (grid, block) = (*grid, *block);
-    let per_ct = slots / block;
-    // candidate (ciphertext, block) of each input channel
+    let out = Grid {
+        h: oh,
+        w: ow,
+        row: inp.grid.row * c.stride,
+        col: inp.grid.col * c.stride,
+    };
     let mut holders: Vec<Vec<(usize, usize)>> = vec![Vec::new(); c.ic];
-    for (t, blocks) in chans.iter().enumerate() {
-        for (b, ch) in blocks.iter().enumerate() {
-            if let Some(ch) = *ch {
-                holders[ch].push((t, b));
-            }
+    for (t, places) in inp.cts.iter().enumerate() {
+        for p in places {
+            holders[p.channel].push((t, p.base));
         }
     }
     if let Some(i) = holders.iter().position(Vec::is_empty) {
         return Err(HeError::Internal(format!(
-            "input channel {i} is in no block"
+            "input channel {i} is in no plane"
         )));
     }
-    // the giant step that brings block b onto block j (blocks fill the ciphertext or not)
-    let delta =
-        |j: usize, b: usize| ((b as i64 - j as i64) * block as i64).rem_euclid(slots as i64);
-    // the steps block 0 needs; each (j, i) then takes its smallest step among them
-    let allowed: BTreeSet<(usize, i64)> = holders
+    let mut options = vec![vec![0]];
+    let subs = inp.sub_offsets(&out);
+    if subs.len() > 1 {
+        options.push(subs);
+    }
+    let mut best: Option<(usize, ConvPlan<'a>)> = None;
+    for subs in options {
+        let Some(plan) = conv_with(inp, c, out, &holders, &subs) else {
+            continue;
+        };
+        let cost = plan.terms.len() + ROTATION_COST * rotations(&plan.terms);
+        if best.as_ref().is_none_or(|(b, _)| cost < *b) {
+            best = Some((cost, plan));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| HeError::Internal("no output plane finds every input channel".into()))
+}
+
+/// Distinct nonzero baby steps per input and giant steps per output of `terms`.
+fn rotations(terms: &[Term]) -> usize {
+    let babies: BTreeSet<(usize, i64)> = terms.iter().map(|t| (t.input, t.baby)).collect();
+    let giants: BTreeSet<(usize, i64)> = terms.iter().map(|t| (t.output, t.giant)).collect();
+    babies.iter().chain(&giants).filter(|x| x.1 != 0).count()
+}
+
+/// The convolution with output planes at the block starts plus `subs`; `None` if no output
+/// plane finds every input channel.
+fn conv_with<'a>(
+    inp: &Planes,
+    c: &'a Conv,
+    out: Grid,
+    holders: &[Vec<(usize, usize)>],
+    subs: &[usize],
+) -> Option<ConvPlan<'a>> {
+    let (block, slots) = (inp.block, inp.slots);
+    let n = slots as i64;
+    let delta = |base: usize, from: usize| (from as i64 - base as i64).rem_euclid(n);
+    // per sub-offset, the steps its first plane needs; each (plane, i) then takes its
+    // smallest step among them, so that repeated input channels add no step
+    let allowed: Vec<BTreeSet<(usize, i64)>> = subs
         .iter()
-        .map(|hs| {
-            hs.iter()
-                .map(|&(t, b)| (delta(0, b), t))
-                .min()
-                .expect("held")
+        .map(|&s| {
+            holders
+                .iter()
+                .map(|hs| {
+                    let (d, t) = hs
+                        .iter()
+                        .map(|&(t, b)| (delta(s, b), t))
+                        .min()
+                        .expect("held");
+                    (t, d)
+                })
+                .collect()
         })
-        .map(|(d, t)| (t, d))
         .collect();
-    let pick = |j: usize, i: usize| {
+    let pick = |k: usize, base: usize, i: usize| {
         holders[i]
             .iter()
-            .map(|&(t, b)| (delta(j, b), t))
-            .filter(|&(d, t)| allowed.contains(&(t, d)))
+            .map(|&(t, b)| (delta(base, b), t))
+            .filter(|&(d, t)| allowed[k].contains(&(t, d)))
             .min()
     };
-    let usable: Vec<usize> = (0..per_ct)
-        .filter(|&j| (0..c.ic).all(|i| pick(j, i).is_some()))
+    let usable: Vec<(usize, usize)> = (0..slots / block)
+        .flat_map(|j| {
+            subs.iter()
+                .enumerate()
+                .map(move |(k, &s)| (k, j * block + s))
+        })
+        .filter(|&(k, base)| (0..c.ic).all(|i| pick(k, base, i).is_some()))
         .collect();
-    let out_chans = assign(c.oc, &usable, per_ct);
-    // pairs (block j, output o, input i) of each (J, I, δ)
-    let mut pairs: BTreeMap<(usize, usize, i64), Vec<Pair>> = BTreeMap::new();
-    for (jt, blocks) in out_chans.iter().enumerate() {
-        for (j, o) in blocks.iter().enumerate() {
-            let Some(o) = *o else { continue };
+    if usable.is_empty() {
+        return None;
+    }
+    let out_cts = assign(c.oc, &usable);
+    let sub_of = |base: usize| subs.iter().position(|&s| s == base % block).expect("sub");
+    let (p, row, col) = (c.padding as i64, inp.grid.row as i64, inp.grid.col as i64);
+    let mut products: BTreeMap<(usize, usize, i64), Vec<Part>> = BTreeMap::new();
+    for (jt, places) in out_cts.iter().enumerate() {
+        for place in places {
             for i in 0..c.ic {
-                let (d, t) = pick(j, i).expect("usable block");
-                pairs.entry((jt, t, d)).or_default().push((j, o, i));
+                let (d, t) = pick(sub_of(place.base), place.base, i).expect("usable plane");
+                for ky in 0..c.kh {
+                    for kx in 0..c.kw {
+                        let r = (d + (ky as i64 - p) * row + (kx as i64 - p) * col).rem_euclid(n);
+                        products.entry((jt, t, r)).or_default().push(Part {
+                            base: place.base,
+                            o: place.channel,
+                            i,
+                            ky,
+                            kx,
+                        });
+                    }
+                }
             }
         }
     }
-    let out = Grid {
-        h: oh,
-        w: ow,
-        row: grid.row * c.stride,
-        col: grid.col * c.stride,
-    };
-    let p = c.padding as isize;
-    let offsets: Vec<(usize, usize)> = (0..c.kh)
-        .flat_map(|ky| (0..c.kw).map(move |kx| (ky, kx)))
-        .collect();
-    // kernel row ky = q·r + m: the column offset and m·row go into the baby step (rotating
-    // an input), the block step and q·r·row into the giant step (rotating an output's sum);
-    // r from 1 (rows all giant) to kh (whole offsets baby), whichever needs fewest rotations
-    let (row, col) = (grid.row as isize, grid.col as isize);
-    let step = |r: usize, d: i64, ky: usize, kx: usize| {
-        let (q, m) = ((ky / r * r) as isize, (ky % r) as isize);
-        (
-            (m - p) * row + (kx as isize - p) * col,
-            d as isize + q * row,
-        )
-    };
-    let mut zero = 0;
-    let mut live = Vec::new();
-    for (&(jt, t, d), ps) in &pairs {
-        for &(ky, kx) in &offsets {
-            if ps
-                .iter()
-                .all(|&(_, o, i)| c.weight[c.at(o, i, ky, kx)] == 0.0)
-            {
-                zero += 1;
-                continue;
-            }
-            live.push((jt, t, d, ky, kx));
-        }
-    }
-    let norm = |x: isize| x.rem_euclid(slots as isize);
-    let rotations = |r: usize| {
-        let (mut babies, mut giants) = (BTreeSet::new(), BTreeSet::new());
-        for &(jt, t, d, ky, kx) in &live {
-            let (b, g) = step(r, d, ky, kx);
-            babies.insert((t, norm(b)));
-            giants.insert((jt, norm(g)));
-        }
-        babies.iter().chain(&giants).filter(|x| x.1 != 0).count()
-    };
-    let r = (1..=c.kh).min_by_key(|&r| rotations(r)).unwrap_or(1);
-    let terms = live
+    let weight = |q: &Part| c.weight[c.at(q.o, q.i, q.ky, q.kx)];
+    let total = products.len();
+    products.retain(|_, parts| parts.iter().any(|q| weight(q) != 0.0));
+    let zero = total - products.len();
+    let products: Vec<Product> = products.into_iter().collect();
+    let split = best_split(&products, inp, c);
+    let grid = inp.grid;
+    let terms = products
         .into_iter()
-        .map(|(jt, t, d, ky, kx)| {
-            let (baby, giant) = step(r, d, ky, kx);
-            let ps = pairs[&(jt, t, d)].clone();
+        .map(|((jt, t, r), parts)| {
+            let baby = split(r, &parts[0]);
             let values: Values = Box::new(move || {
                 let mut v = vec![0.0; slots];
-                for &(j, o, i) in &ps {
-                    let w = c.weight[c.at(o, i, ky, kx)];
-                    for oy in 0..oh {
-                        for ox in 0..ow {
-                            let y = (oy * c.stride + ky) as isize - p;
-                            let x = (ox * c.stride + kx) as isize - p;
-                            if y >= 0 && y < grid.h as isize && x >= 0 && x < grid.w as isize {
-                                v[j * block + out.slot(oy, ox)] = w;
+                for q in &parts {
+                    let w = weight(q);
+                    if w == 0.0 {
+                        continue;
+                    }
+                    for oy in 0..out.h {
+                        for ox in 0..out.w {
+                            let y = (oy * c.stride + q.ky) as i64 - p;
+                            let x = (ox * c.stride + q.kx) as i64 - p;
+                            if y >= 0 && y < grid.h as i64 && x >= 0 && x < grid.w as i64 {
+                                v[(q.base + out.slot(oy, ox)) % slots] = w;
                             }
                         }
                     }
@@ -271,25 +309,25 @@ pub(super) fn conv<'a>(
             Term {
                 output: jt,
                 input: t,
-                baby: baby as i64,
-                giant: giant as i64,
+                baby,
+                giant: (r - baby).rem_euclid(n),
                 values,
             }
         })
         .collect();
-    let bias = out_chans
+    let layout = Planes::new(out, block, inp.fine, slots, out_cts);
+    let bias = layout
+        .cts
         .iter()
-        .map(|blocks| {
-            let blocks = blocks.clone();
-            (blocks.iter().flatten().any(|&o| c.bias[o] != 0.0)).then(|| {
+        .map(|places| {
+            let places = places.clone();
+            let planes = layout.clone();
+            (places.iter().any(|q| c.bias[q.channel] != 0.0)).then(|| {
                 Box::new(move || {
                     let mut v = vec![0.0; slots];
-                    for (j, o) in blocks.iter().enumerate() {
-                        let Some(o) = *o else { continue };
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                v[j * block + out.slot(oy, ox)] = c.bias[o];
-                            }
+                    for q in &places {
+                        for s in planes.slots_of(q.base) {
+                            v[s] = c.bias[q.channel];
                         }
                     }
                     v
@@ -297,34 +335,85 @@ pub(super) fn conv<'a>(
             })
         })
         .collect();
-    Ok(ConvPlan {
+    Some(ConvPlan {
         terms,
-        layout: Layout::Planes {
-            grid: out,
-            block,
-            chans: out_chans,
-        },
+        layout: Layout::Planes(layout),
         bias,
         zero,
     })
 }
 
-/// Output channels onto the usable blocks: all of them in one ciphertext, repeated as often
-/// as they fit, or in groups of one ciphertext each.
-fn assign(oc: usize, usable: &[usize], per_ct: usize) -> Vec<Vec<Option<usize>>> {
-    let n = usable.len();
-    let groups = oc.div_ceil(n);
-    let mut chans = vec![vec![None; per_ct]; groups];
-    if groups == 1 {
-        for (r, &j) in usable.iter().take(n / oc * oc).enumerate() {
-            chans[0][j] = Some(r % oc);
-        }
-    } else {
-        for o in 0..oc {
-            chans[o / n][usable[o % n]] = Some(o);
+/// A rule that splits a product's step R into its baby step (the rest is the giant step).
+type Split = Box<dyn Fn(i64, &Part) -> i64>;
+
+/// The split of every product's step that needs the fewest rotations, among: kernel row
+/// `ky = q·r + m` with the column offset and m rows in the baby step (r = 1 … kh, from the
+/// first part of the product), or R modulo a pitch M (centred or not) in the baby step.
+fn best_split(products: &[Product], inp: &Planes, c: &Conv) -> Split {
+    let (p, row, col) = (c.padding as i64, inp.grid.row as i64, inp.grid.col as i64);
+    let n = inp.slots as i64;
+    let mut rules: Vec<Split> = (1..=c.kh as i64)
+        .map(|r| {
+            Box::new(move |_: i64, q: &Part| {
+                let m = q.ky as i64 % r;
+                ((m - p) * row + (q.kx as i64 - p) * col).rem_euclid(n)
+            }) as Split
+        })
+        .collect();
+    let pitches = [
+        inp.fine.0,
+        inp.fine.1,
+        inp.grid.row,
+        inp.grid.col,
+        inp.block,
+    ];
+    let moduli: BTreeSet<i64> = pitches
+        .iter()
+        .flat_map(|&m| (1..=8).map(move |k| (m * k) as i64))
+        .filter(|&m| m > 1 && m < n)
+        .collect();
+    for m in moduli {
+        for off in [0, m / 2] {
+            rules.push(Box::new(move |r: i64, _: &Part| {
+                let centred = if r > n / 2 { r - n } else { r };
+                ((centred + off).rem_euclid(m) - off).rem_euclid(n)
+            }));
         }
     }
-    chans
+    let count = |rule: &Split| {
+        let (mut babies, mut giants) = (BTreeSet::new(), BTreeSet::new());
+        for ((jt, t, r), parts) in products {
+            let b = rule(*r, &parts[0]);
+            babies.insert((*t, b));
+            giants.insert((*jt, (r - b).rem_euclid(n)));
+        }
+        babies.iter().chain(&giants).filter(|x| x.1 != 0).count()
+    };
+    let best = (0..rules.len())
+        .min_by_key(|&k| count(&rules[k]))
+        .expect("rules");
+    rules.swap_remove(best)
+}
+
+/// Output channels onto the usable planes: all of them in one ciphertext, repeated as often
+/// as they fit, or in groups of one ciphertext each.
+fn assign(oc: usize, usable: &[(usize, usize)]) -> Vec<Vec<Place>> {
+    let n = usable.len();
+    let place = |channel: usize, k: usize| Place {
+        channel,
+        base: usable[k].1,
+    };
+    if n >= oc {
+        vec![(0..n / oc * oc).map(|k| place(k % oc, k)).collect()]
+    } else {
+        (0..oc.div_ceil(n))
+            .map(|g| {
+                (g * n..oc.min((g + 1) * n))
+                    .map(|o| place(o, o % n))
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A dense layer planned on any layout: products that leave output u (< period) summed in

@@ -7,6 +7,9 @@
 //! - Convolutions and dense layers are sums of rotated inputs times weight plaintexts with
 //!   baby-step/giant-step sharing ([`linear`]); a dense layer leaves all its outputs in one
 //!   ciphertext, and a global pooling before it is folded into its weights.
+//! - Maps stay zero off their planes except where pooling spreads them, so pooled maps that
+//!   miss each other are merged into one ciphertext (one rotation each), and a convolution may
+//!   write its output planes into each other's stride gaps when that needs fewer products.
 //! - A strided first convolution reads its input as stride² phases that the client sends, so
 //!   that its output is compact (no stride gaps) without any rotation.
 //! - Weight plaintexts are encoded once per model at the level where they are used (the
@@ -15,7 +18,7 @@
 mod layout;
 mod linear;
 
-use super::grid::{sum_progression, Grid};
+use super::grid::sum_progression;
 use super::{par_each, Packing};
 use crate::he::activation;
 use crate::he::exec::{interleave, lane, Ct, Exec};
@@ -187,7 +190,7 @@ impl Step<'_, '_> {
                     (0, Some(phased)) => phased,
                     _ => c,
                 };
-                let plan = linear::conv(&layout, c, (shape.h, shape.w), slots)?;
+                let plan = linear::conv(&layout, c, (shape.h, shape.w))?;
                 (0..plan.zero).for_each(|_| exec.skip_zero());
                 let sums = linear::bsgs(exec, self.index, &cts, &plan.terms, plan.layout.count())?;
                 let level = exec.level(&cts[0]);
@@ -218,8 +221,10 @@ impl Step<'_, '_> {
                     let level = exec.level(&ct);
                     let s = exec.scale(level);
                     let per_slot = |f: &dyn Fn(usize) -> f64| {
-                        (0..slots)
-                            .map(|q| layout.channel_at(t, q).map_or(0.0, f))
+                        layout
+                            .channels(t, slots)
+                            .into_iter()
+                            .map(|c| c.map_or(0.0, f))
                             .collect::<Vec<f64>>()
                     };
                     let key = |k: u64| (self.index, EXTRA + 2 * t as u64 + k);
@@ -236,17 +241,27 @@ impl Step<'_, '_> {
             }
             LayerKind::Activation(Activation::Poly(coeffs), _) => {
                 let coeffs = activation::trimmed(coeffs).map_err(|e| self.err(e))?;
-                let cts = par_each(cts, |ct, _| {
+                // the constant term only where the map has values, so that every other slot
+                // stays zero (pooled maps can then be merged into each other's gaps)
+                let cts = par_each(cts, |ct, t| {
                     activation::evaluate(exec, ct, coeffs, &|c, level, scale| {
-                        exec.encode_scalar(c, level, scale)
+                        let key = (self.index, EXTRA + t as u64);
+                        exec.stored(key, level, scale, || {
+                            layout
+                                .channels(t, slots)
+                                .into_iter()
+                                .map(|v| if v.is_some() { c } else { 0.0 })
+                                .collect()
+                        })
                     })
                 })?;
                 Ok((layout, cts))
             }
             LayerKind::AvgPool(p) => {
-                let Layout::Planes { grid, block, chans } = layout else {
+                let Layout::Planes(planes) = layout else {
                     return Err(self.err("pooling a vector".into()));
                 };
+                let grid = planes.grid;
                 let cts = par_each(cts, |ct, _| {
                     let across = sum_progression(exec, ct, p.kernel, grid.col)?;
                     let mut sum = sum_progression(exec, across, p.kernel, grid.row)?;
@@ -260,13 +275,34 @@ impl Step<'_, '_> {
                     }
                     Ok(sum)
                 })?;
-                let grid = Grid {
-                    h: shape.h,
-                    w: shape.w,
-                    row: grid.row * p.stride,
-                    col: grid.col * p.stride,
-                };
-                Ok((Layout::Planes { grid, block, chans }, cts))
+                let pooled = planes.pooled(p.kernel, p.stride, (shape.h, shape.w));
+                let groups = pooled.merges();
+                if groups.len() == cts.len() {
+                    return Ok((Layout::Planes(pooled), cts));
+                }
+                // maps whose values fall in each other's zero slots share a ciphertext
+                let mut cts: Vec<Option<Ct>> = cts.into_iter().map(Some).collect();
+                let members: Vec<Vec<(Ct, usize)>> = groups
+                    .iter()
+                    .map(|g| {
+                        g.iter()
+                            .map(|&(t, s)| (cts[t].take().expect("once"), s))
+                            .collect()
+                    })
+                    .collect();
+                let merged = par_each(members, |members, _| {
+                    let mut acc = None;
+                    for (ct, s) in members {
+                        let moved = if s == 0 {
+                            ct
+                        } else {
+                            exec.rotate(&ct, -(s as i64))?
+                        };
+                        exec.accumulate(&mut acc, moved)?;
+                    }
+                    acc.ok_or_else(|| self.err("an empty merge".into()))
+                })?;
+                Ok((Layout::Planes(pooled.merged(&groups)), merged))
             }
             LayerKind::GlobalAvgPool { scale } => {
                 let inp = self.net.shape_in(self.index);
