@@ -380,14 +380,20 @@ fn best_split(products: &[Product], inp: &Planes, c: &Conv) -> Split {
             }));
         }
     }
+    let distinct = |mut v: Vec<(usize, i64)>| {
+        v.sort_unstable();
+        v.dedup();
+        v.iter().filter(|x| x.1 != 0).count()
+    };
     let count = |rule: &Split| {
-        let (mut babies, mut giants) = (BTreeSet::new(), BTreeSet::new());
-        for ((jt, t, r), parts) in products {
-            let b = rule(*r, &parts[0]);
-            babies.insert((*t, b));
-            giants.insert((*jt, (r - b).rem_euclid(n)));
-        }
-        babies.iter().chain(&giants).filter(|x| x.1 != 0).count()
+        let (babies, giants): (Vec<_>, Vec<_>) = products
+            .iter()
+            .map(|((jt, t, r), parts)| {
+                let b = rule(*r, &parts[0]);
+                ((*t, b), (*jt, (r - b).rem_euclid(n)))
+            })
+            .unzip();
+        distinct(babies) + distinct(giants)
     };
     let best = (0..rules.len())
         .min_by_key(|&k| count(&rules[k]))
