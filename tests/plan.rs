@@ -181,5 +181,8 @@ fn plan_command_prints_the_json_contract() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown packing"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown packing"));
+    // every packing is named, the fast variants too
+    assert!(err.contains("channel, channel-fast, channel-fast-x2") && err.contains("x16, batch"));
 }

@@ -25,7 +25,7 @@ pub enum HeError {
     TooDeep,
     #[error("no CKKS parameters at 128-bit security hold this network: {0}")]
     NoParameters(String),
-    #[error("unknown packing {0:?} (expected one of: {known})", known = packing::NAMES.join(", "))]
+    #[error("unknown packing {0:?} (expected one of: {known})", known = packing::names().join(", "))]
     UnknownPacking(String),
     #[error("{0} images given, but one run of this packing holds at most {1}")]
     TooManyImages(usize, usize),

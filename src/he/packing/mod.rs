@@ -68,15 +68,12 @@ pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
 }
 
 /// Names of all packings.
-pub const NAMES: &[&str] = &[
-    "channel",
-    "channel-fast",
-    "channel-fast-x2",
-    "channel-fast-x4",
-    "channel-fast-x8",
-    "channel-fast-x16",
-    "batch",
-];
+pub fn names() -> Vec<&'static str> {
+    std::iter::once("channel")
+        .chain(fast::VARIANTS.iter().map(|p| p.name()))
+        .chain(std::iter::once("batch"))
+        .collect()
+}
 
 /// Operations and time of one stage of an evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
