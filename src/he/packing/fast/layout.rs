@@ -140,8 +140,6 @@ impl Planes {
     pub fn merges(&self) -> Vec<Vec<(usize, usize)>> {
         let n = self.slots;
         let subs = self.sub_offsets(&self.grid);
-        let shift =
-            |v: &[bool], s: usize| -> Vec<bool> { (0..n).map(|p| v[(p + n - s) % n]).collect() };
         let values: Vec<Vec<bool>> = (0..self.cts.len())
             .map(|t| self.channels(t).iter().map(Option::is_some).collect())
             .collect();
@@ -155,7 +153,7 @@ impl Planes {
         for (t, (vals, sup)) in values.iter().zip(&self.support).enumerate() {
             let fit = groups.iter().enumerate().find_map(|(g, group)| {
                 subs.iter().find_map(|&s| {
-                    let (v, u) = (shift(vals, s), shift(sup, s));
+                    let (v, u) = (shifted(vals, s), shifted(sup, s));
                     let clash =
                         (0..n).any(|p| (v[p] && group.support[p]) || (u[p] && group.values[p]));
                     (!clash).then_some((g, s, v, u))
@@ -199,9 +197,11 @@ impl Planes {
         let support = groups
             .iter()
             .map(|g| {
-                (0..n)
-                    .map(|p| g.iter().any(|&(t, s)| self.support[t][(p + n - s) % n]))
-                    .collect()
+                let moved: Vec<Vec<bool>> = g
+                    .iter()
+                    .map(|&(t, s)| shifted(&self.support[t], s))
+                    .collect();
+                (0..n).map(|p| moved.iter().any(|m| m[p])).collect()
             })
             .collect();
         Self {
@@ -210,6 +210,12 @@ impl Planes {
             ..self.clone()
         }
     }
+}
+
+/// `v` moved right by `s` slots, cyclically.
+fn shifted(v: &[bool], s: usize) -> Vec<bool> {
+    let n = v.len();
+    (0..n).map(|p| v[(p + n - s) % n]).collect()
 }
 
 impl Layout {
