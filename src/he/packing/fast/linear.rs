@@ -189,7 +189,11 @@ pub(super) fn conv<'a>(layout: &Layout, c: &'a Conv, (oh, ow): (usize, usize)) -
         let Some(plan) = conv_with(inp, c, out, &holders, &subs) else {
             continue;
         };
-        let cost = plan.terms.len() + ROTATION_COST * rotations(&plan.terms);
+        let steps = plan
+            .terms
+            .iter()
+            .map(|t| (t.input, t.output, t.baby, t.giant));
+        let cost = plan.terms.len() + ROTATION_COST * rotations(steps);
         if best.as_ref().is_none_or(|(b, _)| cost < *b) {
             best = Some((cost, plan));
         }
@@ -198,11 +202,17 @@ pub(super) fn conv<'a>(layout: &Layout, c: &'a Conv, (oh, ow): (usize, usize)) -
         .ok_or_else(|| HeError::Internal("no output plane finds every input channel".into()))
 }
 
-/// Distinct nonzero baby steps per input and giant steps per output of `terms`.
-fn rotations(terms: &[Term]) -> usize {
-    let babies: BTreeSet<(usize, i64)> = terms.iter().map(|t| (t.input, t.baby)).collect();
-    let giants: BTreeSet<(usize, i64)> = terms.iter().map(|t| (t.output, t.giant)).collect();
-    babies.iter().chain(&giants).filter(|x| x.1 != 0).count()
+/// Rotations of a set of products given as (input, output, baby step, giant step): distinct
+/// nonzero baby steps per input plus giant steps per output.
+fn rotations(steps: impl Iterator<Item = (usize, usize, i64, i64)>) -> usize {
+    let (mut babies, mut giants): (Vec<_>, Vec<_>) =
+        steps.map(|(i, o, b, g)| ((i, b), (o, g))).unzip();
+    let distinct = |v: &mut Vec<(usize, i64)>| {
+        v.sort_unstable();
+        v.dedup();
+        v.iter().filter(|x| x.1 != 0).count()
+    };
+    distinct(&mut babies) + distinct(&mut giants)
 }
 
 /// The convolution with output planes at the block starts plus `subs`; `None` if no output
@@ -380,20 +390,11 @@ fn best_split(products: &[Product], inp: &Planes, c: &Conv) -> Split {
             }));
         }
     }
-    let distinct = |mut v: Vec<(usize, i64)>| {
-        v.sort_unstable();
-        v.dedup();
-        v.iter().filter(|x| x.1 != 0).count()
-    };
     let count = |rule: &Split| {
-        let (babies, giants): (Vec<_>, Vec<_>) = products
-            .iter()
-            .map(|((jt, t, r), parts)| {
-                let b = rule(*r, &parts[0]);
-                ((*t, b), (*jt, (r - b).rem_euclid(n)))
-            })
-            .unzip();
-        distinct(babies) + distinct(giants)
+        rotations(products.iter().map(|((jt, t, r), parts)| {
+            let b = rule(*r, &parts[0]);
+            (*t, *jt, b, (r - b).rem_euclid(n))
+        }))
     };
     let best = (0..rules.len())
         .min_by_key(|&k| count(&rules[k]))
