@@ -181,6 +181,8 @@ pub struct PackingConfig {
     pub runs: usize,
     /// Images per batch-axis run (default: a full batch).
     pub batch_images: Option<usize>,
+    /// A fixed CKKS scale (default: the planner's search).
+    pub scale_bits: Option<u32>,
 }
 
 /// Benchmarks `c.packing` on a random `c.arch` model with `c.activation` on `c.threads` threads.
@@ -194,7 +196,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
     pool.install(|| {
         let model = crate::model::arch::random_model(arch, activation, None, 0)?;
         let keygen = Instant::now();
-        let session = Session::new(model, by_name(packing)?)?;
+        let session = Session::new(model, by_name(packing)?, c.scale_bits)?;
         let keygen_s = keygen.elapsed().as_secs_f64();
         let keys_mb = session.worker.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
         // peak memory of the runs, with the keys resident but without the serialization above
@@ -273,6 +275,9 @@ pub fn bench_packing_in_child(
     if let Some(n) = c.batch_images {
         cmd.args(["--batch-images", &n.to_string()]);
     }
+    if let Some(s) = c.scale_bits {
+        cmd.args(["--scale-bits", &s.to_string()]);
+    }
     let out = cmd
         .output()
         .map_err(|e| crate::Error::Usage(e.to_string()))?;
@@ -324,7 +329,7 @@ fn peak_rss_mb() -> Option<f64> {
 /// and threads when both were measured.
 pub fn packing_markdown(results: &[PackingBench]) -> String {
     let mut out = String::from(
-        "| network | activation | packing | threads | N | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | images/s | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| network | activation | packing | threads | N, scale | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | images/s | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let faithful = results.iter().find(|f| {
@@ -335,12 +340,13 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
             format!("{:.1}×", f.per_image_s / r.per_image_s)
         });
         out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
+            "| {} | {} | {} | {} | {}, 2^{} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
             r.arch,
             r.activation,
             r.packing,
             r.threads,
             r.params.poly_modulus_degree,
+            r.params.scale_bits,
             r.depth,
             r.images_per_run,
             r.latency_s,

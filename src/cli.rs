@@ -75,6 +75,11 @@ pub enum Command {
         /// channels per ciphertext, about 40× faster) or batch (batch-axis).
         #[arg(long)]
         packing: String,
+        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
+        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
+        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
+        #[arg(long)]
+        scale_bits: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -120,6 +125,11 @@ pub enum Command {
         /// Images per batch-axis run (default: a full batch of N/2).
         #[arg(long)]
         batch_images: Option<usize>,
+        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
+        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
+        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
+        #[arg(long)]
+        scale_bits: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -184,6 +194,11 @@ pub enum Command {
         offset: usize,
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
+        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
+        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
+        #[arg(long)]
+        scale_bits: Option<u32>,
         #[arg(long)]
         json: bool,
     },

@@ -130,11 +130,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Plan {
             model,
             packing,
+            scale_bits,
             json,
         } => {
             let m = file::load(&model)?;
             let net = he::Network::from_model(&m)?;
-            let plan = he::plan::plan(he::packing::by_name(&packing)?, &net)?;
+            let plan = he::plan::plan(he::packing::by_name(&packing)?, &net, scale_bits)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
@@ -195,6 +196,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             threads,
             runs,
             batch_images,
+            scale_bits,
             json,
         } => {
             let mut configs = Vec::new();
@@ -209,6 +211,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                                 threads,
                                 runs,
                                 batch_images,
+                                scale_bits,
                             });
                         }
                     }
@@ -237,6 +240,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             limit,
             offset,
             data_dir,
+            scale_bits,
             json,
         } => {
             let m = file::load(&model)?;
@@ -250,7 +254,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     images.len()
                 )));
             }
-            let session = he::infer::Session::new(m, he::packing::by_name(&packing)?)?;
+            let session = he::infer::Session::new(m, he::packing::by_name(&packing)?, scale_bits)?;
             let indices: Vec<usize> = (offset..offset + limit).collect();
             let (records, evals) = session.classify(&images, &indices)?;
             if json {

@@ -91,9 +91,21 @@ fn network_c(r: &mut Rng) -> (Shape, Vec<Layer>) {
 }
 
 fn check(packing_name: &str, input: Shape, layers: &[Layer], images: usize, seed: u64) {
+    check_at(packing_name, None, input, layers, images, seed);
+}
+
+/// [`check`] at a fixed scale (`None`: the planner's search).
+fn check_at(
+    packing_name: &str,
+    scale_bits: Option<u32>,
+    input: Shape,
+    layers: &[Layer],
+    images: usize,
+    seed: u64,
+) {
     let packing = packing::by_name(packing_name).unwrap();
     let net = Network::from_layers(input, layers).unwrap();
-    let plan = plan(packing, &net).unwrap();
+    let plan = plan(packing, &net, scale_bits).unwrap();
     let ctx = Context::new(&plan.params).unwrap();
     let client = Client::new(ctx.clone()).unwrap();
     let keys = client.evaluation_keys(&plan.rotation_steps, true).unwrap();
@@ -186,6 +198,13 @@ fn channel_fast_packing_mnist_3layer_cnn() {
 }
 
 #[test]
+fn channel_fast_at_a_fixed_scale_mnist_3layer_cnn() {
+    // the paper's square network at 2^28 in the compact chain: N = 8192, 2 images per run
+    let m = random_model(Arch::Mnist3Layer, "square", None, 3).unwrap();
+    check_at("channel-fast-x2", Some(28), m.input, &m.layers, 2, 16);
+}
+
+#[test]
 fn channel_fast_interleaved_images_network_a() {
     // 4 images per ciphertext: a full run and a partial one (the empty lanes hold zeros)
     let (input, layers) = network_a(&mut Rng(11));
@@ -208,7 +227,7 @@ fn channel_fast_interleaved_images_mnist_3layer_cnn() {
 fn channel_fast_merged_and_interleaved_maps_network_c() {
     let (input, layers) = network_c(&mut Rng(13));
     let net = Network::from_layers(input, &layers).unwrap();
-    let p = plan(packing::by_name("channel-fast").unwrap(), &net).unwrap();
+    let p = plan(packing::by_name("channel-fast").unwrap(), &net, None).unwrap();
     let stage = |name: &str| p.layers.iter().find(|s| s.name == name).unwrap().counts;
     // layers: l0 conv1, l3 pool1, l4 conv2, l7 pool2, l8 conv3, l10 its activation; two maps after the second pooling, merged by one rotation into one ciphertext: its
     // activation and the next convolution's inputs are one ciphertext

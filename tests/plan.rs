@@ -14,7 +14,7 @@ fn mnist(act: &str, conv2: usize) -> Network {
 #[test]
 fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
     for c2 in [50usize, 40, 32] {
-        let p = plan(by_name("channel").unwrap(), &mnist("square", c2)).unwrap();
+        let p = plan(by_name("channel").unwrap(), &mnist("square", c2), None).unwrap();
         let t = p.totals;
         let c2 = c2 as u64;
         assert_eq!(t.rotation, 25 + 125 + c2 + 10 * 13, "C2={c2}");
@@ -25,7 +25,7 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
         assert_eq!(p.params.poly_modulus_degree, 16384);
         assert_eq!(p.slots, 8192);
     }
-    let paper = plan(by_name("channel").unwrap(), &mnist("square", 50)).unwrap();
+    let paper = plan(by_name("channel").unwrap(), &mnist("square", 50), None).unwrap();
     assert_eq!(
         (
             paper.totals.rotation,
@@ -39,7 +39,7 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
 #[test]
 fn channel_fast_counts_of_the_mnist_3layer_cnn() {
     for c2 in [50usize, 40, 32] {
-        let p = plan(by_name("channel-fast").unwrap(), &mnist("square", c2)).unwrap();
+        let p = plan(by_name("channel-fast").unwrap(), &mnist("square", c2), None).unwrap();
         let stage = |name: &str| p.layers.iter().find(|s| s.name == name).unwrap().counts;
         // conv1 from the client's 25 im2col ciphertexts: one product each, no rotation
         assert_eq!(p.input_ciphertexts, 25, "C2={c2}");
@@ -63,10 +63,16 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
         // every weight plaintext once: 25 + 125 + 16 products and 3 biases
         assert_eq!(p.memory.stored_plaintexts, 169);
     }
-    let faithful = plan(by_name("channel").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    let faithful = plan(
+        by_name("channel").unwrap(),
+        &mnist("swish-rg7-deg4", 50),
+        None,
+    )
+    .unwrap();
     let fast = plan(
         by_name("channel-fast").unwrap(),
         &mnist("swish-rg7-deg4", 50),
+        None,
     )
     .unwrap();
     assert_eq!(fast.depth, faithful.depth);
@@ -77,7 +83,7 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
 
 #[test]
 fn batch_counts_follow_table_4_1() {
-    let p = plan(by_name("batch").unwrap(), &mnist("square", 50)).unwrap();
+    let p = plan(by_name("batch").unwrap(), &mnist("square", 50), None).unwrap();
     // conv: OC·IC·KH·KW·OH·OW; FC: OU·IU; square: one per value
     assert_eq!(
         p.totals.hmulplain,
@@ -91,15 +97,83 @@ fn batch_counts_follow_table_4_1() {
 
 #[test]
 fn deeper_activations_cost_more_levels_and_parameters_stay_secure() {
-    let square = plan(by_name("channel").unwrap(), &mnist("square", 50)).unwrap();
-    let deg2 = plan(by_name("channel").unwrap(), &mnist("swish-rg5-deg2", 50)).unwrap();
-    let deg4 = plan(by_name("channel").unwrap(), &mnist("swish-rg7-deg4", 50)).unwrap();
+    let square = plan(by_name("channel").unwrap(), &mnist("square", 50), None).unwrap();
+    let deg2 = plan(
+        by_name("channel").unwrap(),
+        &mnist("swish-rg5-deg2", 50),
+        None,
+    )
+    .unwrap();
+    let deg4 = plan(
+        by_name("channel").unwrap(),
+        &mnist("swish-rg7-deg4", 50),
+        None,
+    )
+    .unwrap();
     assert_eq!((square.depth, deg2.depth, deg4.depth), (5, 5, 7));
     for p in [&square, &deg2, &deg4] {
         let max = hejob::seal::CkksParams::max_bits_128(p.params.poly_modulus_degree).unwrap();
         assert!(p.params.total_bits() <= max);
         assert_eq!(p.params.coeff_modulus_bits.len(), p.depth + 2);
     }
+}
+
+#[test]
+fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
+    // depth 5 at 2^28: [28 + h, 28 × 5, 28 + h] fits N = 8192's 218 bits with h = 11
+    let p = plan(
+        by_name("channel-fast-x2").unwrap(),
+        &mnist("square", 50),
+        Some(28),
+    )
+    .unwrap();
+    assert_eq!(p.params.poly_modulus_degree, 8192);
+    assert_eq!(p.params.scale_bits, 28);
+    assert_eq!(
+        p.params.coeff_modulus_bits,
+        vec![39, 28, 28, 28, 28, 28, 39]
+    );
+    // depth 7 does not fit N = 8192 even with 10 bits of headroom (226 bits): N = 16384,
+    // with the full 20 bits
+    let p = plan(
+        by_name("channel-fast").unwrap(),
+        &mnist("swish-rg7-deg4", 50),
+        Some(28),
+    )
+    .unwrap();
+    assert_eq!(p.params.poly_modulus_degree, 16384);
+    assert_eq!(p.params.coeff_modulus_bits[0], 48);
+    assert_eq!(p.params.coeff_modulus_bits.last(), Some(&48));
+    // the default search is not changed by the option's existence
+    let p = plan(
+        by_name("channel-fast-x2").unwrap(),
+        &mnist("square", 50),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        p.params.coeff_modulus_bits,
+        vec![60, 40, 40, 40, 40, 40, 60]
+    );
+    // a fixed 40-bit scale is the default chain; plans at other scales differ, digests too
+    let fixed = |s| {
+        plan(
+            by_name("channel-fast-x2").unwrap(),
+            &mnist("square", 50),
+            Some(s),
+        )
+    };
+    assert_eq!(fixed(40).unwrap().digest(), p.digest());
+    let q = fixed(36).unwrap();
+    assert_eq!(
+        q.params.coeff_modulus_bits,
+        vec![56, 36, 36, 36, 36, 36, 56]
+    );
+    assert_ne!(q.digest(), p.digest());
+    let err = plan(by_name("channel").unwrap(), &mnist("square", 50), Some(12))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("scale_bits 12 is outside"), "{err}");
 }
 
 #[test]
@@ -112,7 +186,7 @@ fn too_deep_and_non_polynomial_networks_fail_at_planning() {
         ));
     }
     let net = Network::from_layers(Shape::new(1, 1, 1), &layers).unwrap();
-    let err = plan(by_name("batch").unwrap(), &net)
+    let err = plan(by_name("batch").unwrap(), &net, None)
         .unwrap_err()
         .to_string();
     assert!(

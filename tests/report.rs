@@ -33,7 +33,7 @@ fn write_result(
             .insert("weights".into(), "trained by the report test".into());
     }
     let net = Network::from_model(&model).unwrap();
-    let plan = plan::plan(packing::by_name(packing).unwrap(), &net).unwrap();
+    let plan = plan::plan(packing::by_name(packing).unwrap(), &net, None).unwrap();
     let runs: Vec<Evaluation> = seconds
         .iter()
         .map(|&s| Evaluation {

@@ -138,6 +138,18 @@ fn a_job_writes_a_complete_result_file() {
     let again = hejob(&["--config", cfg.to_str().unwrap()], &[]);
     assert!(again.status.success());
     assert_eq!(read_indices(&result), vec![5, 6, 7]);
+    // its checkpoint records the plan; runs made under another one (another build) are refused
+    let cp = dir.path().join("out/result.h5.checkpoint/rank-0.jsonl");
+    let text = std::fs::read_to_string(&cp).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let digest = header["plan"].as_str().unwrap();
+    assert_eq!(digest.len(), 32);
+    std::fs::write(&cp, text.replacen(digest, &"0".repeat(32), 1)).unwrap();
+    let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
+    assert!(
+        e.contains("rank-0.jsonl") && e.contains("another plan"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -249,6 +261,13 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     .unwrap();
     let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
     assert!(e.contains("different job configuration"), "{e}");
+    // a fixed scale outside what the planner accepts
+    let cfg = job(d, "limit = 1\nscale_bits = 70\n");
+    let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
+    assert!(
+        e.contains("job.toml") && e.contains("scale_bits 70 is outside 24..=50"),
+        "{e}"
+    );
     // a launcher that does not match the MPI library: one rank in a world announced as two
     let cfg = job(d, "limit = 1\n");
     for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"] {

@@ -128,14 +128,14 @@ pub struct Owner {
 }
 
 impl Owner {
-    /// Plans `model` under `packing` and generates a key pair; returns the owner and the
-    /// evaluation keys for exactly the plan's rotation steps.
+    /// Generates a key pair for `plan` (made for `model` under `packing`); returns the owner
+    /// and the evaluation keys for exactly the plan's rotation steps.
     pub fn new(
         model: Model,
         packing: &'static dyn Packing,
+        plan: Plan,
     ) -> Result<(Self, EvaluationKeys), HeError> {
         let net = Network::from_model(&model)?;
-        let plan = plan::plan(packing, &net)?;
         let client = Client::new(Context::new(&plan.params)?)?;
         let keys = client.evaluation_keys(&plan.rotation_steps, true)?;
         let owner = Self {
@@ -188,6 +188,14 @@ impl Owner {
                     .preprocess
                     .apply(self.model.input, images.image(index));
                 let plain_logits = plain::forward(&self.model.layers, self.model.input, &x);
+                let range = self.plan.logit_range();
+                if let Some(big) = plain_logits.iter().find(|v| v.abs() >= range) {
+                    log::warn!(
+                        "image {index}: plain logit {big:.1} is beyond the ±{range} that the \
+                         plan's first prime holds, so its decrypted logits are invalid; plan \
+                         with more headroom (a larger ring or the default scale)"
+                    );
+                }
                 let max_abs_error = plain_logits
                     .iter()
                     .zip(&he_logits)
@@ -292,10 +300,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// Plans the model under `packing`, generates keys, and hands the worker only the public
-    /// key and the evaluation keys.
-    pub fn new(model: Model, packing: &'static dyn Packing) -> Result<Self, HeError> {
-        let (owner, keys) = Owner::new(model, packing)?;
+    /// Plans the model under `packing` (at a fixed scale if `scale_bits` is given; see
+    /// [`plan::plan`]), generates keys, and hands the worker only the public key and the
+    /// evaluation keys.
+    pub fn new(
+        model: Model,
+        packing: &'static dyn Packing,
+        scale_bits: Option<u32>,
+    ) -> Result<Self, HeError> {
+        let plan = plan::plan(packing, &Network::from_model(&model)?, scale_bits)?;
+        let (owner, keys) = Owner::new(model, packing, plan)?;
         let worker = owner.worker(keys)?;
         Ok(Self { owner, worker })
     }

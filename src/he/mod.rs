@@ -25,6 +25,8 @@ pub enum HeError {
     TooDeep,
     #[error("no CKKS parameters at 128-bit security hold this network: {0}")]
     NoParameters(String),
+    #[error("scale_bits {0} is outside the {1}..={2} that a fixed scale may take")]
+    ScaleBits(u32, u32, u32),
     #[error("unknown packing {0:?} (expected one of: {known})", known = packing::names().join(", "))]
     UnknownPacking(String),
     #[error("{0} images given, but one run of this packing holds at most {1}")]

@@ -20,6 +20,12 @@ pub const SCALE_BITS: (u32, u32) = (40, 30);
 pub const HEADROOM_BITS: u32 = 20;
 /// The special (key-switching) prime.
 pub const SPECIAL_BITS: i32 = 60;
+/// Scale bits a user may fix (`scale_bits`): below 24 a deep chain runs out of NTT primes and
+/// the logit error passes 0.1; above 50 no headroom is left under SEAL's 60-bit primes.
+pub const FIXED_SCALE_BITS: (u32, u32) = (50, 24);
+/// Headroom bits the compact chain of a fixed scale keeps above the scale, at most and at
+/// least (logits up to ±2^(headroom − 1)).
+pub const FIXED_HEADROOM_BITS: (u32, u32) = (20, 10);
 
 /// Operations of one stage (a layer, or layers evaluated together).
 #[derive(Clone, Debug, Serialize)]
@@ -52,6 +58,32 @@ pub struct Plan {
     pub memory: MemoryEstimate,
 }
 
+impl Plan {
+    /// A digest of what fixes each run's ciphertexts and counts: the parameters, the rotation
+    /// steps, the images per run and the operation totals. Checkpoints record it, so that runs
+    /// from another build or precision are never mixed into one result.
+    pub fn digest(&self) -> String {
+        use md5::{Digest, Md5};
+        let key = serde_json::to_vec(&(
+            &self.params,
+            &self.rotation_steps,
+            self.images_per_run,
+            &self.totals,
+        ))
+        .expect("a plan serializes");
+        Md5::digest(key)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The largest |logit| that decrypts correctly: 2^(first prime − scale − 1).
+    pub fn logit_range(&self) -> f64 {
+        let first = self.params.coeff_modulus_bits[0];
+        2f64.powi(first - self.params.scale_bits as i32 - 1)
+    }
+}
+
 /// Estimated memory of one run.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MemoryEstimate {
@@ -62,8 +94,23 @@ pub struct MemoryEstimate {
     pub stored_plaintext_bytes: u64,
 }
 
-/// Plans `net` under `packing`.
-pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
+/// Plans `net` under `packing`. With `scale_bits` `None` the scale is searched from 40 down to
+/// 30 bits in the smallest ring that holds the depth (chain: [scale + 20 (at most 60), scale ×
+/// depth, 60]). With `Some(s)` the scale is `s` and the chain is the compact
+/// [s + h, s × depth, s + h], in the smallest ring where a headroom h of at least 10 bits fits,
+/// with the largest h up to 20 that fits there: the choice that lets shallow networks use
+/// N = 8192 at a scale picked from measured logit errors (README, "Precision").
+pub fn plan(
+    packing: &dyn Packing,
+    net: &Network,
+    scale_bits: Option<u32>,
+) -> Result<Plan, HeError> {
+    if let Some(s) = scale_bits {
+        let (hi, lo) = FIXED_SCALE_BITS;
+        if !(lo..=hi).contains(&s) {
+            return Err(HeError::ScaleBits(s, lo, hi));
+        }
+    }
     // The depth does not depend on the ring: run once with an ample chain.
     const PROBE: usize = 64;
     let probe = symbolic(packing, net, (1 << 12) * packing.lanes(), PROBE)?;
@@ -77,14 +124,30 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             continue;
         }
         let max = CkksParams::max_bits_128(n)?;
-        let Some(scale_bits) = (SCALE_BITS.1..=SCALE_BITS.0)
-            .rev()
-            .find(|&s| chain(depth, s).iter().sum::<i32>() <= max)
-        else {
-            reasons.push(format!(
-                "N={n}: depth {depth} needs more than its {max} bits even at 2^{} scale",
-                SCALE_BITS.1
-            ));
+        let fits = |bits: &Vec<i32>| bits.iter().sum::<i32>() <= max;
+        let found = match scale_bits {
+            None => (SCALE_BITS.1..=SCALE_BITS.0)
+                .rev()
+                .map(|s| (s, chain(depth, s)))
+                .find(|(_, bits)| fits(bits)),
+            Some(s) => (FIXED_HEADROOM_BITS.1..=FIXED_HEADROOM_BITS.0)
+                .rev()
+                .map(|h| (s, compact_chain(depth, s, h)))
+                .find(|(_, bits)| fits(bits)),
+        };
+        let Some((scale_bits, coeff_modulus_bits)) = found else {
+            reasons.push(match scale_bits {
+                None => format!(
+                    "N={n}: depth {depth} needs more than its {max} bits even at 2^{} scale",
+                    SCALE_BITS.1
+                ),
+                Some(s) => format!(
+                    "N={n}: depth {depth} at 2^{s} scale needs {} bits, more than its {max}",
+                    compact_chain(depth, s, FIXED_HEADROOM_BITS.1)
+                        .iter()
+                        .sum::<i32>()
+                ),
+            });
             continue;
         };
         let run = symbolic(packing, net, slots, depth)?;
@@ -92,7 +155,7 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
             packing: packing.name().to_string(),
             params: CkksParams {
                 poly_modulus_degree: n,
-                coeff_modulus_bits: chain(depth, scale_bits),
+                coeff_modulus_bits,
                 scale_bits,
             },
             depth,
@@ -120,12 +183,27 @@ pub fn plan(packing: &dyn Packing, net: &Network) -> Result<Plan, HeError> {
     Err(HeError::NoParameters(reasons.join("; ")))
 }
 
-/// Coefficient-modulus bit sizes for `depth` levels at `scale_bits`.
+/// Coefficient-modulus bit sizes for `depth` levels at `scale_bits` (the default search).
 pub fn chain(depth: usize, scale_bits: u32) -> Vec<i32> {
-    let first = (scale_bits + HEADROOM_BITS).min(60) as i32;
+    ladder(
+        (scale_bits + HEADROOM_BITS).min(60) as i32,
+        depth,
+        scale_bits,
+        SPECIAL_BITS,
+    )
+}
+
+/// The compact chain of a fixed scale: first and special prime both `scale + headroom` bits.
+pub fn compact_chain(depth: usize, scale_bits: u32, headroom: u32) -> Vec<i32> {
+    let edge = (scale_bits + headroom).min(60) as i32;
+    ladder(edge, depth, scale_bits, edge)
+}
+
+/// [first, scale × depth, special].
+fn ladder(first: i32, depth: usize, scale_bits: u32, special: i32) -> Vec<i32> {
     let mut bits = vec![first];
     bits.extend(std::iter::repeat_n(scale_bits as i32, depth));
-    bits.push(SPECIAL_BITS);
+    bits.push(special);
     bits
 }
 
@@ -190,7 +268,7 @@ pub fn table(plan: &Plan) -> String {
     let p = &plan.params;
     let mut out = format!(
         "packing {} — N={} ({} slots), coefficient modulus {:?} ({} bits), scale 2^{}, depth {}, \
-         128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}\n\
+         128-bit security\n{} image(s) per run, {} input ciphertexts, {} Galois keys, logit tolerance {:.1e}, logits within ±{}\n\
          estimated memory: {:.2} GB of ciphertexts at peak, {:.2} GB of evaluation keys, \
          {:.2} GB of weight plaintexts encoded once ({})\n\n",
         plan.packing,
@@ -204,6 +282,7 @@ pub fn table(plan: &Plan) -> String {
         plan.input_ciphertexts,
         plan.rotation_steps.len(),
         plan.logit_tolerance,
+        plan.logit_range(),
         plan.memory.evaluation_peak_bytes as f64 / 1e9,
         plan.memory.evaluation_keys_bytes as f64 / 1e9,
         plan.memory.stored_plaintext_bytes as f64 / 1e9,

@@ -23,6 +23,10 @@ pub enum Entry {
     Header {
         version: u32,
         fingerprint: String,
+        /// [`crate::he::plan::Plan::digest`] of the plan its runs were made under (absent in
+        /// checkpoints written before it was recorded).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        plan: Option<String>,
     },
     Image {
         rank: usize,
@@ -42,11 +46,13 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Opens `dir/rank-R.jsonl` for ranks `0..ranks` and for any other rank whose file is
-    /// there (from an earlier run with more ranks); returns every entry already written.
+    /// there (from an earlier run with more ranks), for a job with `fingerprint` planned as
+    /// `plan` (a digest); returns every entry already written.
     pub fn open(
         dir: &Path,
         ranks: usize,
         fingerprint: &str,
+        plan: &str,
     ) -> Result<(Self, Vec<Entry>), JobError> {
         let listed = std::fs::read_dir(dir).into_iter().flatten().flatten();
         let highest = listed
@@ -62,7 +68,7 @@ impl Checkpoints {
         let mut files = Vec::with_capacity(count);
         let mut entries = Vec::new();
         for rank in 0..count {
-            let (file, found) = Checkpoint::open(dir, rank, fingerprint)?;
+            let (file, found) = Checkpoint::open(dir, rank, fingerprint, plan)?;
             files.push(file);
             entries.extend(found);
         }
@@ -82,10 +88,15 @@ struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Opens (or starts) `dir/rank-R.jsonl` for a job with `fingerprint`; returns the entries
-    /// already there. A torn last line (a kill during a write) is dropped; a file from a
-    /// different job is refused.
-    fn open(dir: &Path, rank: usize, fingerprint: &str) -> Result<(Self, Vec<Entry>), JobError> {
+    /// Opens (or starts) `dir/rank-R.jsonl` for a job with `fingerprint` and `plan`; returns
+    /// the entries already there. A torn last line (a kill during a write) is dropped; a file
+    /// from a different job, or from the same job under another plan, is refused.
+    fn open(
+        dir: &Path,
+        rank: usize,
+        fingerprint: &str,
+        plan: &str,
+    ) -> Result<(Self, Vec<Entry>), JobError> {
         let path = dir.join(format!("rank-{rank}.jsonl"));
         let fail = |reason: String| JobError::Checkpoint {
             path: path.clone(),
@@ -107,7 +118,26 @@ impl Checkpoint {
                 }
             }
             match entries.first() {
-                Some(Entry::Header { version, fingerprint: f }) if *version == VERSION && f == fingerprint => {}
+                Some(Entry::Header {
+                    version,
+                    fingerprint: f,
+                    plan: p,
+                }) if *version == VERSION && f == fingerprint => match p {
+                    Some(p) if p == plan => {}
+                    Some(_) => {
+                        return Err(fail(
+                            "its runs were made under another plan (CKKS parameters, rotations or \
+                             operation counts differ: another hejob build or scale_bits); finish \
+                             it with the build that began it, or remove it"
+                                .into(),
+                        ))
+                    }
+                    None => log::warn!(
+                        "{}: written before checkpoints recorded their plan; its runs may come \
+                         from another build",
+                        path.display()
+                    ),
+                },
                 Some(Entry::Header { .. }) => {
                     return Err(fail(
                         "it belongs to a different job configuration (model, dataset or packing differ); \
@@ -130,6 +160,7 @@ impl Checkpoint {
             let header = Entry::Header {
                 version: VERSION,
                 fingerprint: fingerprint.to_string(),
+                plan: Some(plan.to_string()),
             };
             cp.append(std::slice::from_ref(&header))?;
         } else {
@@ -160,13 +191,19 @@ impl Checkpoint {
 }
 
 /// The fingerprint of what determines each image's result: the model file's bytes, the
-/// dataset and the packing.
-pub fn fingerprint(model: &Path, dataset: &str, packing: &str) -> Result<String, JobError> {
+/// dataset, the packing and a fixed scale.
+pub fn fingerprint(
+    model: &Path,
+    dataset: &str,
+    packing: &str,
+    scale_bits: Option<u32>,
+) -> Result<String, JobError> {
     let md5 = crate::data::checksums::md5_file(model).map_err(|e| JobError::Checkpoint {
         path: model.to_path_buf(),
         reason: e.to_string(),
     })?;
+    let scale = scale_bits.map_or(String::new(), |s| format!(";scale_bits={s}"));
     Ok(format!(
-        "model-md5={md5};dataset={dataset};packing={packing}"
+        "model-md5={md5};dataset={dataset};packing={packing}{scale}"
     ))
 }

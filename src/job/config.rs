@@ -18,8 +18,11 @@ pub struct JobFile {
     pub dataset: Dataset,
     /// Dataset folder (else `$HEJOB_DATASETS`, else `data/datasets`).
     pub data_dir: Option<PathBuf>,
-    /// `channel` or `batch`.
+    /// A packing name: `channel`, `channel-fast`, `channel-fast-x2|x4|x8` or `batch`.
     pub packing: String,
+    /// A fixed CKKS scale in bits, with the compact modulus chain (default: the planner's
+    /// search from 40 down to 30 bits; see `he::plan::plan`).
+    pub scale_bits: Option<u32>,
     /// Number of test images (default: all from `offset` on).
     pub limit: Option<usize>,
     /// First test image.
@@ -105,6 +108,10 @@ impl Job {
             .into());
         }
         crate::he::packing::by_name(&file.packing).map_err(|e| fail(e.to_string()))?;
+        let (hi, lo) = crate::he::plan::FIXED_SCALE_BITS;
+        if let Some(s) = file.scale_bits.filter(|s| !(lo..=hi).contains(s)) {
+            return Err(fail(format!("scale_bits {s} is outside {lo}..={hi}")).into());
+        }
         let threads = match file.threads {
             Some(0) => return Err(fail("threads must be at least 1".into()).into()),
             Some(t) => t,

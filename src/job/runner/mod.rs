@@ -1,4 +1,4 @@
-//! Runs a job over MPI ranks: rank 0 checks the checkpoints, plans, generates the keys and
+//! Runs a job over MPI ranks: rank 0 plans, checks the checkpoints, generates the keys and
 //! broadcasts the public ones; every rank encrypts and evaluates its shard with all its
 //! threads; rank 0 decrypts each finished run as it arrives, appends it to the evaluating
 //! rank's checkpoint, and writes the result file at the end. Started without a launcher it is
@@ -90,8 +90,12 @@ pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summa
         .build()
         .map_err(|e| JobError::Launch(format!("cannot start {} threads: {e}", job.threads)))?;
     let packing = packing::by_name(&job.file.packing)?;
-    let fingerprint =
-        checkpoint::fingerprint(&job.file.model, job.file.dataset.name(), packing.name())?;
+    let fingerprint = checkpoint::fingerprint(
+        &job.file.model,
+        job.file.dataset.name(),
+        packing.name(),
+        job.file.scale_bits,
+    )?;
     let ctx = Ctx {
         world: &world,
         pool: &pool,
@@ -129,19 +133,27 @@ struct Collected {
 impl Ctx<'_> {
     /// Rank 0: set up, evaluate its own shard, collect everyone's runs, write the result.
     fn lead(&self, start: SystemTime) -> Result<results::Summary, crate::Error> {
-        let opened = Checkpoints::open(
-            &self.job.checkpoint_dir,
-            self.world.size(),
-            self.fingerprint,
-        );
-        let (checkpoints, entries) = match opened {
+        let opened = Network::from_model(self.model)
+            .and_then(|net| plan::plan(self.packing, &net, self.job.file.scale_bits))
+            .map_err(crate::Error::from)
+            .and_then(|plan| {
+                Checkpoints::open(
+                    &self.job.checkpoint_dir,
+                    self.world.size(),
+                    self.fingerprint,
+                    &plan.digest(),
+                )
+                .map(|(c, e)| (plan, c, e))
+                .map_err(crate::Error::from)
+            });
+        let (plan, checkpoints, entries) = match opened {
             Ok(o) => o,
             Err(e) => {
                 let stop = Setup::Stop {
                     reason: e.to_string(),
                 };
                 self.world.broadcast(Some(stop.to_bytes(&[])));
-                return Err(e.into());
+                return Err(e);
             }
         };
         let mut state = Collected {
@@ -177,12 +189,12 @@ impl Ctx<'_> {
         );
         let plan = if todo.is_empty() {
             self.world.broadcast(Some(Setup::Idle.to_bytes(&[])));
-            plan::plan(self.packing, &Network::from_model(self.model)?)?
+            plan
         } else {
             let keygen = Instant::now();
             let (owner, keys) = self
                 .pool
-                .install(|| Owner::new(self.model.clone(), self.packing))?;
+                .install(|| Owner::new(self.model.clone(), self.packing, plan))?;
             log::info!(
                 "planned N={} depth {}, generated keys in {:.1} s",
                 owner.plan.params.poly_modulus_degree,
