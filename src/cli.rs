@@ -75,11 +75,8 @@ pub enum Command {
         /// channels per ciphertext, about 40× faster) or batch (batch-axis).
         #[arg(long)]
         packing: String,
-        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
-        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
-        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
-        #[arg(long)]
-        scale_bits: Option<u32>,
+        #[command(flatten)]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -125,11 +122,8 @@ pub enum Command {
         /// Images per batch-axis run (default: a full batch of N/2).
         #[arg(long)]
         batch_images: Option<usize>,
-        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
-        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
-        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
-        #[arg(long)]
-        scale_bits: Option<u32>,
+        #[command(flatten)]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -194,11 +188,8 @@ pub enum Command {
         offset: usize,
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
-        /// smaller rings for shallow networks, larger logit errors (README, "Precision").
-        /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
-        #[arg(long)]
-        scale_bits: Option<u32>,
+        #[command(flatten)]
+        precision: Precision,
         #[arg(long)]
         json: bool,
     },
@@ -258,6 +249,16 @@ pub enum LrSchedule {
 }
 
 /// Which of the paper's networks: architecture, activation, conv2 width.
+/// The planner's choice of CKKS scale.
+#[derive(Debug, clap::Args)]
+pub struct Precision {
+    /// Fix the CKKS scale at this many bits (24..=50) and use the compact modulus chain:
+    /// smaller rings for shallow networks, larger logit errors (README, "Precision").
+    /// Default: the largest scale from 40 down to 30 bits that the smallest ring holds.
+    #[arg(long)]
+    pub scale_bits: Option<u32>,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
     #[arg(long, value_enum)]

@@ -130,12 +130,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Plan {
             model,
             packing,
-            scale_bits,
+            precision,
             json,
         } => {
             let m = file::load(&model)?;
             let net = he::Network::from_model(&m)?;
-            let plan = he::plan::plan(he::packing::by_name(&packing)?, &net, scale_bits)?;
+            let plan = he::plan::plan(he::packing::by_name(&packing)?, &net, precision.scale_bits)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&plan)?);
             } else {
@@ -196,7 +196,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             threads,
             runs,
             batch_images,
-            scale_bits,
+            precision,
             json,
         } => {
             let mut configs = Vec::new();
@@ -211,7 +211,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                                 threads,
                                 runs,
                                 batch_images,
-                                scale_bits,
+                                scale_bits: precision.scale_bits,
                             });
                         }
                     }
@@ -240,7 +240,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             limit,
             offset,
             data_dir,
-            scale_bits,
+            precision,
             json,
         } => {
             let m = file::load(&model)?;
@@ -254,7 +254,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     images.len()
                 )));
             }
-            let session = he::infer::Session::new(m, he::packing::by_name(&packing)?, scale_bits)?;
+            let session =
+                he::infer::Session::new(m, he::packing::by_name(&packing)?, precision.scale_bits)?;
             let indices: Vec<usize> = (offset..offset + limit).collect();
             let (records, evals) = session.classify(&images, &indices)?;
             if json {

@@ -265,7 +265,7 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     let cfg = job(d, "limit = 1\nscale_bits = 70\n");
     let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
     assert!(
-        e.contains("job.toml") && e.contains("scale_bits 70 is outside 24..=50"),
+        e.contains("job.toml") && e.contains("scale_bits 70 is outside the 24..=50"),
         "{e}"
     );
     // a launcher that does not match the MPI library: one rank in a world announced as two

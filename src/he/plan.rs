@@ -106,10 +106,7 @@ pub fn plan(
     scale_bits: Option<u32>,
 ) -> Result<Plan, HeError> {
     if let Some(s) = scale_bits {
-        let (hi, lo) = FIXED_SCALE_BITS;
-        if !(lo..=hi).contains(&s) {
-            return Err(HeError::ScaleBits(s, lo, hi));
-        }
+        check_scale_bits(s)?;
     }
     // The depth does not depend on the ring: run once with an ample chain.
     const PROBE: usize = 64;
@@ -181,6 +178,16 @@ pub fn plan(
         });
     }
     Err(HeError::NoParameters(reasons.join("; ")))
+}
+
+/// Refuses a fixed scale outside [`FIXED_SCALE_BITS`].
+pub fn check_scale_bits(s: u32) -> Result<(), HeError> {
+    let (hi, lo) = FIXED_SCALE_BITS;
+    if (lo..=hi).contains(&s) {
+        Ok(())
+    } else {
+        Err(HeError::ScaleBits(s, lo, hi))
+    }
 }
 
 /// Coefficient-modulus bit sizes for `depth` levels at `scale_bits` (the default search).

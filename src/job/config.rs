@@ -108,9 +108,8 @@ impl Job {
             .into());
         }
         crate::he::packing::by_name(&file.packing).map_err(|e| fail(e.to_string()))?;
-        let (hi, lo) = crate::he::plan::FIXED_SCALE_BITS;
-        if let Some(s) = file.scale_bits.filter(|s| !(lo..=hi).contains(s)) {
-            return Err(fail(format!("scale_bits {s} is outside {lo}..={hi}")).into());
+        if let Some(s) = file.scale_bits {
+            crate::he::plan::check_scale_bits(s).map_err(|e| fail(e.to_string()))?;
         }
         let threads = match file.threads {
             Some(0) => return Err(fail("threads must be at least 1".into()).into()),
