@@ -71,10 +71,7 @@ impl Plan {
             &self.totals,
         ))
         .expect("a plan serializes");
-        Md5::digest(key)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::data::checksums::hex(&Md5::digest(key))
     }
 
     /// The largest |logit| that decrypts correctly: 2^(first prime − scale − 1).
