@@ -127,12 +127,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train one of the paper's architectures from He-initialised weights and write the model
-    /// file (resumable: a checkpoint after every epoch).
+    /// Train one of the paper's architectures from random weights and write the model file
+    /// (resumable: a checkpoint after every epoch).
     #[cfg(feature = "train")]
     Train {
         #[command(flatten)]
         net: NetArgs,
+        /// How the conv and dense weights are drawn before training (default: PyTorch's, as the
+        /// paper trained).
+        #[arg(long, value_enum, default_value_t = crate::model::arch::WeightInit::TorchDefault)]
+        init: crate::model::arch::WeightInit,
         /// The trained model file to write.
         #[arg(long)]
         out: PathBuf,
@@ -210,7 +214,8 @@ pub struct TrainArgs {
     /// Epochs of linear learning-rate warm-up (guards polynomial activations).
     #[arg(long, default_value_t = 1.0)]
     pub warmup_epochs: f64,
-    /// Clip the gradients' global L2 norm to this (0: no clipping).
+    /// Clip each parameter tensor's gradient to at most this L2 norm, tensor by tensor as burn
+    /// does (0: no clipping).
     #[arg(long, default_value_t = 1.0)]
     pub clip: f64,
     #[arg(long, default_value_t = 0.01)]
@@ -248,7 +253,6 @@ pub enum LrSchedule {
     Cosine,
 }
 
-/// Which of the paper's networks: architecture, activation, conv2 width.
 /// The planner's choice of CKKS scale.
 #[derive(Debug, clap::Args)]
 pub struct Precision {
@@ -259,6 +263,7 @@ pub struct Precision {
     pub scale_bits: Option<u32>,
 }
 
+/// Which of the paper's networks: architecture, activation, conv2 width.
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
     #[arg(long, value_enum)]

@@ -302,11 +302,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         #[cfg(feature = "train")]
         Command::Train {
             net,
+            init,
             out,
             epochs,
             training,
         } => {
-            crate::train::command::train(&net, &out, epochs, &training)?;
+            crate::train::command::train(&net, init, &out, epochs, &training)?;
         }
         #[cfg(feature = "train")]
         Command::Prune {

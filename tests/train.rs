@@ -130,6 +130,7 @@ fn a_killed_training_run_resumes_to_the_same_weights() {
     assert_eq!(ma.layers, mb.layers, "resumed weights differ");
     assert!(ma.provenance["training"].contains("first 1536 training images"));
     assert_eq!(ma.provenance["epochs"], "6");
+    assert!(ma.provenance["weights"].contains("from PyTorch default"));
     assert!(ma.provenance["plain_test_accuracy"].ends_with("(10000 test images, hejob eval)"));
     // prune the result and retrain it briefly
     let p = d.join("p.h5");

@@ -1,5 +1,6 @@
 //! The paper's two architectures (3layer-CNN for MNIST, 4layer-CNN for CIFAR-10), built with
-//! random He-initialised weights and plausible batch-norm statistics.
+//! random weights (He normal, or PyTorch's default as the paper's training had) and plausible
+//! batch-norm statistics.
 
 use std::collections::BTreeMap;
 
@@ -47,12 +48,47 @@ impl Arch {
     }
 }
 
-/// A random model of `arch` with activation `activation` (a name of `poly::NAMES`).
+/// How conv and dense weights are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightInit {
+    /// He normal: N(0, 2/fan_in) weights, N(0, 0.01²) biases.
+    #[value(name = "he")]
+    HeNormal,
+    /// PyTorch's default for Conv2d and Linear (the paper trained in PyTorch): weights and
+    /// biases uniform in ±1/√fan_in, about 2.4× smaller than He normal. Before a batch norm the
+    /// scale is irrelevant to the forward pass, but AdamW's steps are a fixed size, so smaller
+    /// weights turn faster.
+    #[value(name = "torch")]
+    TorchDefault,
+}
+
+impl WeightInit {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            WeightInit::HeNormal => "He normal",
+            WeightInit::TorchDefault => "PyTorch default, uniform ±1/sqrt(fan_in)",
+        }
+    }
+}
+
+/// A random He-initialised model of `arch` with activation `activation` (a name of
+/// `poly::NAMES`).
 pub fn random_model(
     arch: Arch,
     activation: &str,
     conv2: Option<usize>,
     seed: u64,
+) -> Result<Model, ModelError> {
+    random_model_with(arch, activation, conv2, seed, WeightInit::HeNormal)
+}
+
+/// [`random_model`] with the weights drawn by `init`.
+pub fn random_model_with(
+    arch: Arch,
+    activation: &str,
+    conv2: Option<usize>,
+    seed: u64,
+    init: WeightInit,
 ) -> Result<Model, ModelError> {
     let act = poly::named(activation)?;
     let c2 = conv2.unwrap_or(arch.default_conv2());
@@ -61,7 +97,7 @@ pub fn random_model(
             "conv2 needs at least one channel".into(),
         ));
     }
-    let mut g = Init(StdRng::seed_from_u64(seed));
+    let mut g = Init(StdRng::seed_from_u64(seed), init);
     let act_layer = |i: usize| {
         Layer::new(
             format!("act{i}"),
@@ -112,7 +148,7 @@ pub fn random_model(
         ("activation".to_string(), activation.to_string()),
         (
             "weights".to_string(),
-            format!("random (He normal), seed {seed}"),
+            format!("random ({}), seed {seed}", init.describe()),
         ),
         ("conv2_channels".to_string(), c2.to_string()),
     ]);
@@ -129,7 +165,7 @@ pub fn random_model(
 }
 
 /// Seeded random initialisation.
-struct Init(StdRng);
+struct Init(StdRng, WeightInit);
 
 impl Init {
     fn normal(&mut self, n: usize, std: f64) -> Vec<f64> {
@@ -139,6 +175,24 @@ impl Init {
 
     fn uniform(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
         (0..n).map(|_| self.0.random_range(lo..hi)).collect()
+    }
+
+    fn weights(&mut self, n: usize, fan_in: f64) -> Vec<f64> {
+        match self.1 {
+            WeightInit::HeNormal => self.normal(n, (2.0 / fan_in).sqrt()),
+            WeightInit::TorchDefault => self.symmetric(n, 1.0 / fan_in.sqrt()),
+        }
+    }
+
+    fn biases(&mut self, n: usize, fan_in: f64) -> Vec<f64> {
+        match self.1 {
+            WeightInit::HeNormal => self.normal(n, 0.01),
+            WeightInit::TorchDefault => self.symmetric(n, 1.0 / fan_in.sqrt()),
+        }
+    }
+
+    fn symmetric(&mut self, n: usize, bound: f64) -> Vec<f64> {
+        self.uniform(n, -bound, bound)
     }
 
     fn conv(
@@ -160,8 +214,8 @@ impl Init {
                 kw: k,
                 stride,
                 padding,
-                weight: self.normal(oc * ic * k * k, (2.0 / fan_in).sqrt()),
-                bias: self.normal(oc, 0.01),
+                weight: self.weights(oc * ic * k * k, fan_in),
+                bias: self.biases(oc, fan_in),
             }),
         )
     }
@@ -185,9 +239,67 @@ impl Init {
             LayerKind::Dense(Dense {
                 out,
                 inp,
-                weight: self.normal(out * inp, (2.0 / inp as f64).sqrt()),
-                bias: self.normal(out, 0.01),
+                weight: self.weights(out * inp, inp as f64),
+                bias: self.biases(out, inp as f64),
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv_and_dense(m: &Model) -> Vec<(f64, Vec<f64>, Vec<f64>)> {
+        m.layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::Conv(c) => Some((
+                    (c.ic * c.kh * c.kw) as f64,
+                    c.weight.clone(),
+                    c.bias.clone(),
+                )),
+                LayerKind::Dense(d) => Some((d.inp as f64, d.weight.clone(), d.bias.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn max_abs(v: &[f64]) -> f64 {
+        v.iter().fold(0.0, |m, x| m.max(x.abs()))
+    }
+
+    #[test]
+    fn torch_init_draws_uniformly_within_one_over_root_fan_in() {
+        for arch in [Arch::Mnist3Layer, Arch::Cifar10FourLayer] {
+            let m = random_model_with(arch, "square", None, 2, WeightInit::TorchDefault).unwrap();
+            for (fan_in, w, b) in conv_and_dense(&m) {
+                let bound = 1.0 / fan_in.sqrt();
+                assert!(
+                    max_abs(&w) <= bound && max_abs(&w) > 0.9 * bound,
+                    "{arch:?}"
+                );
+                assert!(max_abs(&b) <= bound, "{arch:?}");
+                // a uniform variable's mean square is bound²/3
+                let ms = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+                assert!(
+                    (ms / (bound * bound / 3.0) - 1.0).abs() < 0.25,
+                    "{arch:?} {ms}"
+                );
+            }
+            assert!(m.provenance["weights"].contains("PyTorch default"));
+        }
+    }
+
+    #[test]
+    fn he_init_is_the_default_and_has_variance_two_over_fan_in() {
+        let arch = Arch::Cifar10FourLayer;
+        let he = random_model(arch, "square", None, 2).unwrap();
+        let explicit = random_model_with(arch, "square", None, 2, WeightInit::HeNormal).unwrap();
+        assert_eq!(he, explicit);
+        for (fan_in, w, _) in conv_and_dense(&he) {
+            let ms = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
+            assert!((ms * fan_in / 2.0 - 1.0).abs() < 0.25, "{fan_in} {ms}");
+        }
     }
 }

@@ -7,13 +7,25 @@ use super::augment::Augment;
 use super::{fit, EpochLog, Schedule};
 use crate::cli::{LrSchedule, NetArgs, TrainArgs};
 use crate::data;
-use crate::model::arch;
+use crate::model::arch::{self, WeightInit};
 use crate::model::{file, plain, prune, recalibrate, LayerKind, Model};
 use crate::Error;
 
-/// `hejob train`: He-initialised weights, batch norms at identity, then `epochs` of training.
-pub fn train(net: &NetArgs, out: &Path, epochs: usize, args: &TrainArgs) -> Result<Model, Error> {
-    let mut start = arch::random_model(net.arch, &net.activation, net.conv2_channels, args.seed)?;
+/// `hejob train`: weights drawn by `init`, batch norms at identity, then `epochs` of training.
+pub fn train(
+    net: &NetArgs,
+    init: WeightInit,
+    out: &Path,
+    epochs: usize,
+    args: &TrainArgs,
+) -> Result<Model, Error> {
+    let mut start = arch::random_model_with(
+        net.arch,
+        &net.activation,
+        net.conv2_channels,
+        args.seed,
+        init,
+    )?;
     for layer in &mut start.layers {
         if let LayerKind::BatchNorm(b) = &mut layer.kind {
             b.gamma.fill(1.0);
@@ -27,7 +39,8 @@ pub fn train(net: &NetArgs, out: &Path, epochs: usize, args: &TrainArgs) -> Resu
         m.provenance.insert(
             "weights".into(),
             format!(
-                "trained by hejob train from He-normal initialisation (seed {})",
+                "trained by hejob train from {} initialisation (seed {})",
+                init.describe(),
                 args.seed
             ),
         );
@@ -142,7 +155,9 @@ fn run(
     log::info!(
         "training {} on {} images ({}), checkpoints in {}",
         out.display(),
-        train.len(),
+        schedule
+            .train_images
+            .map_or(train.len(), |n| n.min(train.len())),
         schedule.describe(),
         checkpoint.display()
     );

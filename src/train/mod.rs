@@ -80,7 +80,7 @@ impl Schedule {
     /// The schedule in words, for provenance.
     pub fn describe(&self) -> String {
         format!(
-            "AdamW (lr {}, betas 0.9/0.999, eps 1e-8, weight decay {}), batch {}, {} epochs, {} schedule, {} warm-up epochs, gradient-norm clipping at {}, seed {}, augmentation: {}",
+            "AdamW (lr {}, betas 0.9/0.999, eps 1e-8, weight decay {}), batch {}, {} epochs, {} schedule, {} warm-up epochs, gradient-norm clipping at {} per parameter tensor, seed {}, augmentation: {}",
             self.lr,
             self.weight_decay,
             self.batch,
