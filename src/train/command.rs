@@ -155,9 +155,7 @@ fn run(
     log::info!(
         "training {} on {} images ({}), checkpoints in {}",
         out.display(),
-        schedule
-            .train_images
-            .map_or(train.len(), |n| n.min(train.len())),
+        schedule.images(train.len()),
         schedule.describe(),
         checkpoint.display()
     );

@@ -77,6 +77,11 @@ impl Schedule {
         self.lr * warm * decay
     }
 
+    /// How many of `available` training images an epoch uses (`train_images` caps them).
+    pub fn images(&self, available: usize) -> usize {
+        self.train_images.map_or(available, |n| n.min(available))
+    }
+
     /// The schedule in words, for provenance.
     pub fn describe(&self) -> String {
         format!(
@@ -149,9 +154,7 @@ pub fn fit(
         }
     };
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
-    let images = schedule
-        .train_images
-        .map_or(train.len(), |n| n.min(train.len()));
+    let images = schedule.images(train.len());
     let steps = images.div_ceil(schedule.batch);
     let mut progress = Progress::new(schedule.epochs);
     for epoch in history.len()..schedule.epochs {
