@@ -63,6 +63,11 @@ pub enum Command {
         /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Also list the images whose two largest logits are within 2×E of each other: the only
+        /// ones that an encrypted evaluation with every logit error below E can classify
+        /// differently from the plain network.
+        #[arg(long, value_name = "E")]
+        logit_error: Option<f64>,
         #[arg(long)]
         json: bool,
     },

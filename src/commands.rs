@@ -98,6 +98,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             model,
             limit,
             data_dir,
+            logit_error,
             json,
         } => {
             let m = file::load(&model)?;
@@ -110,21 +111,53 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     m.dataset
                 )));
             }
+            if let Some(e) = logit_error.filter(|e| !(e.is_finite() && *e >= 0.0)) {
+                return Err(Error::Usage(format!(
+                    "--logit-error {e} must be a finite number ≥ 0"
+                )));
+            }
             let start = Instant::now();
-            let (n, accuracy) = plain::accuracy(&m, &images, limit);
+            let n = limit.unwrap_or(images.len());
+            let logits = plain::logits(&m, &images, 0..n);
+            let accuracy = plain::share_correct(&logits, &images.labels);
             let seconds = start.elapsed().as_secs_f64();
+            let margins: Vec<f64> = logits.iter().map(|l| plain::margin(l)).collect();
+            let at_risk: Vec<usize> = logit_error.map_or_else(Vec::new, |e| {
+                (0..n).filter(|&i| margins[i] <= 2.0 * e).collect()
+            });
+            let smallest = margins.iter().copied().fold(f64::INFINITY, f64::min);
             if json {
-                println!(
-                    "{}",
-                    json!({ "model": model, "dataset": m.dataset, "images": n, "accuracy": accuracy, "seconds": seconds })
-                );
+                let mut out = json!({ "model": model, "dataset": m.dataset, "images": n, "accuracy": accuracy, "seconds": seconds, "smallest_margin": smallest });
+                if let Some(e) = logit_error {
+                    out["logit_error"] = json!(e);
+                    out["at_risk"] = at_risk
+                        .iter()
+                        .map(|&i| json!({ "index": i, "margin": margins[i], "label": images.labels[i], "plain_pred": plain::argmax(&logits[i]) }))
+                        .collect();
+                }
+                println!("{out}");
             } else {
                 println!(
-                    "{}: plain accuracy {:.2}% on {n} {} test images ({seconds:.2} s)",
+                    "{}: plain accuracy {:.2}% on {n} {} test images ({seconds:.2} s); smallest top-2 logit margin {smallest:.3e}",
                     model.display(),
                     accuracy * 100.0,
                     m.dataset
                 );
+                if let Some(e) = logit_error {
+                    println!(
+                        "{} image(s) have their two largest logits within 2×{e:e}: an encrypted run whose logit errors stay below {e:e} classifies at least {:.2}% of the images as the plain network does{}",
+                        at_risk.len(),
+                        100.0 * (n - at_risk.len()) as f64 / n.max(1) as f64,
+                        if at_risk.is_empty() {
+                            String::new()
+                        } else {
+                            let shown: Vec<String> =
+                                at_risk.iter().take(20).map(usize::to_string).collect();
+                            let more = if at_risk.len() > 20 { ", …" } else { "" };
+                            format!(" (at risk: {}{more})", shown.join(", "))
+                        }
+                    );
+                }
             }
         }
         Command::Plan {

@@ -118,6 +118,39 @@ fn model_new_then_eval_with_json() {
         data,
     ]));
     assert!(e.contains("beyond the 10000 images"), "{e}");
+    // --logit-error lists exactly the images whose top-2 margin is within twice the error
+    let eval_at = |e: f64| {
+        stdout_json(&hejob(&[
+            "eval",
+            "--model",
+            m.to_str().unwrap(),
+            "--limit",
+            "300",
+            "--data-dir",
+            data,
+            "--logit-error",
+            &e.to_string(),
+            "--json",
+        ]))
+    };
+    let smallest = eval_at(0.0)["smallest_margin"].as_f64().unwrap();
+    assert!(smallest > 0.0);
+    assert_eq!(eval_at(0.499 * smallest)["at_risk"], serde_json::json!([]));
+    let at_risk = eval_at(0.5 * smallest)["at_risk"].clone();
+    assert_eq!(at_risk.as_array().unwrap().len(), 1, "{at_risk}");
+    assert!(at_risk[0]["index"].as_u64().unwrap() < 300);
+    assert_eq!(at_risk[0]["margin"].as_f64().unwrap(), smallest);
+    let wide = eval_at(1e9)["at_risk"].as_array().unwrap().len();
+    assert_eq!(wide, 300);
+    let e = one_line_error(&hejob(&[
+        "eval",
+        "--model",
+        m.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--logit-error=-1",
+    ]));
+    assert!(e.contains("--logit-error -1"), "{e}");
     // recalibrate: batch-norm statistics from training images, recorded in the provenance
     let fixed = dir.path().join("recalibrated.h5");
     let out = hejob(&[

@@ -196,3 +196,44 @@ fn writable_dir(dir: &Path) -> std::io::Result<()> {
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every job shipped in `jobs/` and `jobs/paper/` parses, names a known packing and a valid
+    /// scale, matches the dataset of its model where that model is shipped, and writes a result
+    /// file of its own.
+    #[test]
+    fn shipped_jobs_are_valid_and_write_distinct_files() {
+        let mut outputs = std::collections::HashMap::new();
+        let mut count = 0;
+        for dir in ["jobs", "jobs/paper"] {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_none_or(|e| e != "toml") {
+                    continue;
+                }
+                let (job, _) = JobFile::read(&path).unwrap_or_else(|e| panic!("{e}"));
+                crate::he::packing::by_name(&job.packing).unwrap();
+                if let Some(s) = job.scale_bits {
+                    crate::he::plan::check_scale_bits(s).unwrap();
+                }
+                if job.model.exists() {
+                    let model = crate::model::file::load(&job.model).unwrap();
+                    assert_eq!(model.dataset, job.dataset, "{}", path.display());
+                }
+                if let Some(other) = outputs.insert(job.output.clone(), path.clone()) {
+                    panic!(
+                        "{} and {} both write {}",
+                        other.display(),
+                        path.display(),
+                        job.output.display()
+                    );
+                }
+                count += 1;
+            }
+        }
+        assert!(count >= 60, "only {count} job files");
+    }
+}

@@ -135,19 +135,40 @@ pub fn logits(model: &Model, images: &Images, range: std::ops::Range<usize>) -> 
 /// Plain accuracy of `model` on the first `limit` images (all if `None`).
 pub fn accuracy(model: &Model, images: &Images, limit: Option<usize>) -> (usize, f64) {
     let n = limit.unwrap_or(images.len()).min(images.len());
-    let correct = logits(model, images, 0..n)
-        .iter()
-        .zip(&images.labels)
-        .filter(|(l, &label)| argmax(l) == label as usize)
-        .count();
     (
         n,
-        if n == 0 {
-            0.0
-        } else {
-            correct as f64 / n as f64
-        },
+        share_correct(&logits(model, images, 0..n), &images.labels),
     )
+}
+
+/// Share of `logits` (one row per image, in order) whose prediction is the image's label.
+pub fn share_correct(logits: &[Vec<f64>], labels: &[u8]) -> f64 {
+    if logits.is_empty() {
+        return 0.0;
+    }
+    let correct = logits
+        .iter()
+        .zip(labels)
+        .filter(|(l, &label)| argmax(l) == label as usize)
+        .count();
+    correct as f64 / logits.len() as f64
+}
+
+/// Gap between the largest and the second-largest logit. Where every logit is off by less than
+/// half of it, the prediction cannot change; an image with a small margin is one that an
+/// encrypted evaluation's error can misclassify.
+pub fn margin(logits: &[f64]) -> f64 {
+    let (first, second) =
+        logits
+            .iter()
+            .fold((f64::NEG_INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                if v > a {
+                    (v, a)
+                } else {
+                    (a, b.max(v))
+                }
+            });
+    first - second
 }
 
 /// Measures `model`'s accuracy on all of `test` and records it in the provenance
@@ -159,4 +180,23 @@ pub fn record_accuracy(model: &mut Model, test: &Images) -> f64 {
         format!("{:.2}% ({n} test images, hejob eval)", 100.0 * accuracy),
     );
     accuracy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn margin_is_the_gap_between_the_two_largest_logits() {
+        assert_eq!(margin(&[1.0, 3.0, 2.5]), 0.5);
+        assert_eq!(margin(&[3.0, 1.0, 2.0]), 1.0);
+        assert_eq!(margin(&[-2.0, -2.0, -7.0]), 0.0);
+    }
+
+    #[test]
+    fn share_correct_counts_predictions_equal_to_labels() {
+        let logits = vec![vec![0.0, 1.0], vec![2.0, 1.0], vec![0.0, 5.0]];
+        assert_eq!(share_correct(&logits, &[1, 1, 1]), 2.0 / 3.0);
+        assert_eq!(share_correct(&[], &[]), 0.0);
+    }
 }
