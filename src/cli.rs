@@ -191,10 +191,15 @@ pub enum Command {
         model: PathBuf,
         #[arg(long)]
         packing: String,
+        /// Classify test images offset..offset+limit.
         #[arg(long, default_value_t = 1)]
         limit: usize,
         #[arg(long, default_value_t = 0)]
         offset: usize,
+        /// Classify these test images instead (comma-separated indices, e.g. the `at_risk` ones of
+        /// `hejob eval --logit-error`).
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "offset"])]
+        images: Vec<usize>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[command(flatten)]

@@ -272,6 +272,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             packing,
             limit,
             offset,
+            images: chosen,
             data_dir,
             precision,
             json,
@@ -280,16 +281,19 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let images = m
                 .dataset
                 .load_test(&data::resolve_dir(data_dir.as_deref()))?;
-            if offset + limit > images.len() {
+            let indices: Vec<usize> = if chosen.is_empty() {
+                (offset..offset + limit).collect()
+            } else {
+                chosen
+            };
+            if let Some(&i) = indices.iter().find(|&&i| i >= images.len()) {
                 return Err(Error::Usage(format!(
-                    "images {offset}..{} are beyond the {} test images",
-                    offset + limit,
+                    "image {i} is beyond the {} test images",
                     images.len()
                 )));
             }
             let session =
                 he::infer::Session::new(m, he::packing::by_name(&packing)?, precision.scale_bits)?;
-            let indices: Vec<usize> = (offset..offset + limit).collect();
             let (records, evals) = session.classify(&images, &indices)?;
             if json {
                 println!(

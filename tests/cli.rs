@@ -222,6 +222,63 @@ fn model_new_then_eval_with_json() {
 }
 
 #[test]
+fn infer_classifies_the_chosen_images_encrypted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::datasets_dir();
+    let data = data.to_str().unwrap();
+    let m = dir.path().join("m.h5");
+    let m = m.to_str().unwrap();
+    let made = hejob(&[
+        "model",
+        "new",
+        "--arch",
+        "mnist-3layer",
+        "--activation",
+        "square",
+        "--conv2-channels",
+        "8",
+        "--seed",
+        "2",
+        "--out",
+        m,
+    ]);
+    assert!(made.status.success());
+    let infer = |images: &str| {
+        hejob(&[
+            "infer",
+            "--model",
+            m,
+            "--packing",
+            "channel-fast",
+            "--scale-bits",
+            "28",
+            "--images",
+            images,
+            "--data-dir",
+            data,
+            "--json",
+        ])
+    };
+    let v = stdout_json(&infer("7,2,5"));
+    let tolerance = v["plan"]["logit_tolerance"].as_f64().unwrap();
+    let records = v["images"].as_array().unwrap();
+    let indices: Vec<u64> = records
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(indices, [7, 2, 5]);
+    for r in records {
+        assert_eq!(r["he_pred"], r["plain_pred"], "{r}");
+        assert!(r["max_abs_error"].as_f64().unwrap() <= tolerance, "{r}");
+    }
+    let e = one_line_error(&infer("3,10000"));
+    assert!(
+        e.contains("image 10000 is beyond the 10000 test images"),
+        "{e}"
+    );
+}
+
+#[test]
 fn datasets_check_passes_on_official_files_and_fails_on_missing_ones() {
     let data = common::datasets_dir();
     let ok = hejob(&["datasets", "check", data.to_str().unwrap()]);
