@@ -328,8 +328,15 @@ impl Session {
     ) -> Result<(Vec<ImageRecord>, Vec<Evaluation>), HeError> {
         let mut records = Vec::with_capacity(indices.len());
         let mut evaluations = Vec::new();
-        for run in indices.chunks(self.owner.plan.images_per_run) {
+        let runs = indices.len().div_ceil(self.owner.plan.images_per_run);
+        for (k, run) in indices.chunks(self.owner.plan.images_per_run).enumerate() {
             let (recs, eval) = self.classify_run(images, run)?;
+            let agree = recs.iter().filter(|r| r.he_pred == r.plain_pred).count();
+            log::info!(
+                "run {}/{runs}: images {run:?}, {agree} of {} HE predictions equal the plain ones",
+                k + 1,
+                recs.len()
+            );
             records.extend(recs);
             evaluations.push(eval);
         }
