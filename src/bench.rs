@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::seal::{CkksParams, Client, Context, Evaluator, OpCounts, Result};
+use crate::sys::{peak_rss_mb, reset_peak_rss};
 
 /// The measured costs at one parameter set.
 #[derive(Debug, Serialize)]
@@ -309,19 +310,6 @@ fn synthetic_images(shape: crate::model::Shape, n: usize) -> crate::data::Images
         pixels,
         labels: vec![0; n],
     }
-}
-
-/// Resets the kernel's peak-RSS mark of this process (Linux; ignored elsewhere).
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// Peak resident memory of this process since the last reset, in MB (Linux).
-fn peak_rss_mb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1e3)
 }
 
 /// The packing benchmarks as markdown: a summary table and a per-stage table. `vs channel` is

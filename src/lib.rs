@@ -13,6 +13,7 @@ pub mod job;
 pub mod model;
 pub mod report;
 pub mod seal;
+pub mod sys;
 #[cfg(feature = "train")]
 pub mod train;
 

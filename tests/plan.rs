@@ -176,6 +176,48 @@ fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
     assert!(err.contains("scale_bits 12 is outside"), "{err}");
 }
 
+fn cifar(act: &str) -> Network {
+    Network::from_model(&random_model(Arch::Cifar10FourLayer, act, None, 1).unwrap()).unwrap()
+}
+
+#[test]
+fn the_default_search_raises_a_tight_scale_with_the_compact_chain_in_the_same_ring() {
+    let batch = by_name("batch").unwrap();
+    // depth 10: the standard chain holds 2^32 in N = 16384 ([52, 32×10, 60]); the compact one
+    // 2^34 in the same ring and the same number of primes
+    let p = plan(batch, &cifar("swish-rg7-deg4"), None).unwrap();
+    assert_eq!((p.depth, p.params.poly_modulus_degree), (10, 16384));
+    let mut want = vec![49];
+    want.extend([34; 10]);
+    want.push(49);
+    assert_eq!(p.params.coeff_modulus_bits, want);
+    // depth 7 already has 2^40 in the standard chain, which stays
+    let p = plan(batch, &cifar("square"), None).unwrap();
+    assert_eq!((p.depth, p.params.poly_modulus_degree), (7, 16384));
+    let mut want = vec![60];
+    want.extend([40; 7]);
+    want.push(60);
+    assert_eq!(p.params.coeff_modulus_bits, want);
+}
+
+#[test]
+fn batch_axis_convolution_stages_are_pipelined_so_no_intermediate_map_is_held_whole() {
+    let p = plan(by_name("batch").unwrap(), &cifar("swish-rg7-deg4"), None).unwrap();
+    let ct = |count: u64, primes: u64| count * 2 * 16384 * primes * 8;
+    // the input (3×32×32 at the top level, 11 primes) is live at the start ...
+    let input = ct(3 * 32 * 32, 11);
+    // ... but the first stage's whole output (32×16×16 after 3 levels, 8 primes) never is
+    let first_map = ct(32 * 16 * 16, 8);
+    let peak = p.memory.evaluation_peak_bytes;
+    assert!(peak >= input, "peak {peak} below the input's {input} bytes");
+    assert!(
+        peak < input + first_map / 2,
+        "peak {peak}: the first stage's output ({first_map} bytes) is held whole"
+    );
+    // and the operations are still those of Table 4.1
+    assert_eq!(p.totals.hmulplain, 913_792 + 4_366_336 + 3_981_312 + 1_280);
+}
+
 #[test]
 fn too_deep_and_non_polynomial_networks_fail_at_planning() {
     let mut layers = Vec::new();

@@ -254,6 +254,94 @@ fn operands_of_different_levels_are_combined_after_mod_switch_and_scale_snap() {
 }
 
 #[test]
+fn fused_scalar_sum_is_bit_for_bit_the_seal_products_and_sums() {
+    let s = small();
+    let scale = s.ctx.params().scale();
+    // positive, negative, zero, rounding-to-zero, small and large weights
+    let weights = [0.75, -1.5, 0.0, 1e-20, -0.003, 2.25, -0.0625];
+    let xs: Vec<Vec<f64>> = (0..weights.len())
+        .map(|t| input(4096, 20 + t as u64))
+        .collect();
+    for level in [2, 1] {
+        let (seal_counts, fused_counts) = (OpCounts::default(), OpCounts::default());
+        let (ops, fused_ops) = (s.ev.ops(&seal_counts), s.ev.ops(&fused_counts));
+        let cts: Vec<Ciphertext> = xs
+            .iter()
+            .map(|x| {
+                let mut ct = s.client.encrypt(x, 2, scale).unwrap();
+                ops.mod_switch_to(&mut ct, level).unwrap();
+                ct
+            })
+            .collect();
+        // SEAL: one scalar plaintext, one product and one sum per term
+        let mut want: Option<Ciphertext> = None;
+        for (ct, &w) in cts.iter().zip(&weights) {
+            let p = ops.encode_scalar(w, level, scale).unwrap();
+            if let Some(prod) = ops.multiply_plain(ct, &p).unwrap() {
+                match &mut want {
+                    Some(acc) => ops.add_assign(acc, &prod).unwrap(),
+                    None => want = Some(prod),
+                }
+            }
+        }
+        let want = want.unwrap();
+        // fused, over the coefficient arrays
+        let raws: Vec<_> = cts.iter().map(|c| c.to_raw().unwrap()).collect();
+        let terms: Vec<_> = raws.iter().zip(weights).collect();
+        let got = fused_ops.dot_scalars(&terms, scale).unwrap().unwrap();
+        assert_eq!(got.level(), level);
+        assert_eq!(got.scale(), want.scale());
+        assert!(
+            got.to_raw().unwrap() == want.to_raw().unwrap(),
+            "level {level}: the fused sum differs from SEAL's products and sums"
+        );
+        let (a, b) = (seal_counts.snapshot(), fused_counts.snapshot());
+        assert_eq!(
+            (a.hmulplain, a.hadd, a.skipped_zero),
+            (b.hmulplain, b.hadd, b.skipped_zero)
+        );
+        assert_eq!(
+            (b.hmulplain, b.hadd, b.skipped_zero, b.encode),
+            (5, 4, 2, 0)
+        );
+        // and it decrypts, rescaled, to the weighted sum
+        let mut got = got;
+        fused_ops.rescale(&mut got).unwrap();
+        let sum: Vec<f64> = (0..4096)
+            .map(|i| xs.iter().zip(weights).map(|(x, w)| w * x[i]).sum())
+            .collect();
+        assert_close(&s.client.decrypt(&got).unwrap(), &sum, TOL);
+    }
+}
+
+#[test]
+fn fused_scalar_sum_refuses_mixed_operands_and_bad_weights() {
+    let s = small();
+    let counts = OpCounts::default();
+    let ops = s.ev.ops(&counts);
+    let scale = s.ctx.params().scale();
+    let top = s.client.encrypt(&input(8, 1), 2, scale).unwrap();
+    let mut low = top.try_clone().unwrap();
+    ops.mod_switch_to(&mut low, 1).unwrap();
+    let (top, low) = (top.to_raw().unwrap(), low.to_raw().unwrap());
+    let err = ops
+        .dot_scalars(&[(&top, 1.0), (&low, 1.0)], scale)
+        .err()
+        .unwrap();
+    assert!(matches!(err, SealError::LevelMismatch { .. }), "{err}");
+    let err = ops.dot_scalars(&[(&top, f64::NAN)], scale).err().unwrap();
+    assert!(
+        matches!(err, SealError::NonFinite { index: 0, .. }),
+        "{err}"
+    );
+    let err = ops.dot_scalars(&[(&top, 1e9)], scale).err().unwrap();
+    assert!(matches!(err, SealError::WeightTooLarge { .. }), "{err}");
+    assert!(ops.dot_scalars(&[], scale).unwrap().is_none());
+    assert!(ops.dot_scalars(&[(&top, 0.0)], scale).unwrap().is_none());
+    assert_eq!(counts.snapshot().hmulplain, 0);
+}
+
+#[test]
 fn keys_and_ciphertexts_round_trip_through_bytes() {
     let s = small();
     let keys = s.client.evaluation_keys(&[3, -3], true).unwrap();

@@ -20,6 +20,23 @@ pub enum Ct {
     Sym { level: usize, mem: Held },
 }
 
+/// A ciphertext as a coefficient array, the operand of [`Exec::dot_scalars`]: real or
+/// symbolic.
+pub enum RawCt {
+    Real(seal::RawCiphertext),
+    Sym { level: usize, mem: Held },
+}
+
+impl RawCt {
+    /// Its level.
+    pub fn level(&self) -> usize {
+        match self {
+            RawCt::Real(r) => r.level(),
+            RawCt::Sym { level, .. } => *level,
+        }
+    }
+}
+
 /// A plaintext, real or symbolic.
 pub enum Pt {
     Real(Plaintext),
@@ -281,6 +298,11 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The operations counted so far.
+    pub fn tally(&self) -> seal::OpTally {
+        self.counts().snapshot()
+    }
+
     fn counts(&self) -> &OpCounts {
         match &self.mode {
             Mode::Real { ops, .. } => ops.counts(),
@@ -423,6 +445,57 @@ impl<'a> Exec<'a> {
                 Ok(Some(self.sym(*level)))
             }
             _ => Err(mixed()),
+        }
+    }
+
+    /// `a` as a coefficient array for [`Exec::dot_scalars`] (a copy: not counted).
+    pub fn to_raw(&self, a: Ct) -> R<RawCt> {
+        Ok(match a {
+            Ct::Real(c) => RawCt::Real(c.to_raw()?),
+            Ct::Sym { level, mem } => RawCt::Sym { level, mem },
+        })
+    }
+
+    /// `Σ w · a` over `terms` at their (common) level ℓ, each weight a scalar at the scale
+    /// `S_ℓ` (as [`Exec::encode_scalar`] would encode it): one pass over the coefficients,
+    /// counted as the products and sums it replaces (see [`seal::Ops::dot_scalars`]). `None`
+    /// when there is no term. Weights that are exactly zero should be skipped by the caller.
+    pub fn dot_scalars(&self, terms: &[(&RawCt, f64)]) -> R<Option<Ct>> {
+        let Some((first, _)) = terms.first() else {
+            return Ok(None);
+        };
+        let level = first.level();
+        match &self.mode {
+            Mode::Real { ops, .. } => {
+                let real = terms
+                    .iter()
+                    .map(|(a, w)| match a {
+                        RawCt::Real(a) => Ok((a, *w)),
+                        RawCt::Sym { .. } => Err(mixed()),
+                    })
+                    .collect::<R<Vec<_>>>()?;
+                Ok(ops.dot_scalars(&real, self.scale(level))?.map(Ct::Real))
+            }
+            Mode::Sym { counts, .. } => {
+                let mut products = 0;
+                for (a, w) in terms {
+                    let RawCt::Sym { level: l, .. } = a else {
+                        return Err(mixed());
+                    };
+                    same_level("dot_scalars", level, *l)?;
+                    if *w == 0.0 {
+                        OpCounts::bump(&counts.skipped_zero);
+                    } else {
+                        products += 1;
+                    }
+                }
+                if products == 0 {
+                    return Ok(None);
+                }
+                OpCounts::bump_by(&counts.hmulplain, products);
+                OpCounts::bump_by(&counts.hadd, products - 1);
+                Ok(Some(self.sym(level)))
+            }
         }
     }
 

@@ -333,8 +333,9 @@ impl Session {
             let (recs, eval) = self.classify_run(images, run)?;
             let agree = recs.iter().filter(|r| r.he_pred == r.plain_pred).count();
             log::info!(
-                "run {}/{runs}: images {run:?}, {agree} of {} HE predictions equal the plain ones",
+                "run {}/{runs}: images {}, {agree} of {} HE predictions equal the plain ones",
                 k + 1,
+                brief(run),
                 recs.len()
             );
             records.extend(recs);
@@ -352,5 +353,15 @@ impl Session {
         let out = self.worker.run(images, run)?;
         let records = self.owner.records(images, &out)?;
         Ok((records, out.evaluation))
+    }
+}
+
+/// A list of image indices for a log line: all of them when few, else their count and range.
+fn brief(indices: &[usize]) -> String {
+    match indices {
+        [first, .., last] if indices.len() > 8 => {
+            format!("{} images from {first} to {last}", indices.len())
+        }
+        _ => format!("{indices:?}"),
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::exec::{Exec, Memory, Store};
-use super::packing::Packing;
+use super::packing::{Packing, StageLog};
 use super::{HeError, Network};
 use crate::seal::{CkksParams, OpCounts, OpTally};
 
@@ -93,7 +93,9 @@ pub struct MemoryEstimate {
 
 /// Plans `net` under `packing`. With `scale_bits` `None` the scale is searched from 40 down to
 /// 30 bits in the smallest ring that holds the depth (chain: [scale + 20 (at most 60), scale ×
-/// depth, 60]). With `Some(s)` the scale is `s` and the chain is the compact
+/// depth, 60]); where that leaves the scale below 40 bits, a compact chain (below) of a higher
+/// scale in the same ring is taken instead (depth 10 at N = 16384: 2^34, not 2^32). With
+/// `Some(s)` the scale is `s` and the chain is the compact
 /// [s + h, s × depth, s + h], in the smallest ring where a headroom h of at least 10 bits fits,
 /// with the largest h up to 20 that fits there: the choice that lets shallow networks use
 /// N = 8192 at a scale picked from measured logit errors (README, "Precision").
@@ -119,15 +121,25 @@ pub fn plan(
         }
         let max = CkksParams::max_bits_128(n)?;
         let fits = |bits: &Vec<i32>| bits.iter().sum::<i32>() <= max;
+        let compact = |s: u32| {
+            (FIXED_HEADROOM_BITS.1..=FIXED_HEADROOM_BITS.0)
+                .rev()
+                .map(move |h| (s, compact_chain(depth, s, h)))
+        };
         let found = match scale_bits {
+            // the standard chain picks the ring; a compact chain may then raise the scale
             None => (SCALE_BITS.1..=SCALE_BITS.0)
                 .rev()
                 .map(|s| (s, chain(depth, s)))
-                .find(|(_, bits)| fits(bits)),
-            Some(s) => (FIXED_HEADROOM_BITS.1..=FIXED_HEADROOM_BITS.0)
-                .rev()
-                .map(|h| (s, compact_chain(depth, s, h)))
-                .find(|(_, bits)| fits(bits)),
+                .find(|(_, bits)| fits(bits))
+                .map(|standard| {
+                    (standard.0 + 1..=SCALE_BITS.0)
+                        .rev()
+                        .flat_map(compact)
+                        .find(|(_, bits)| fits(bits))
+                        .unwrap_or(standard)
+                }),
+            Some(s) => compact(s).find(|(_, bits)| fits(bits)),
         };
         let Some((scale_bits, coeff_modulus_bits)) = found else {
             reasons.push(match scale_bits {
@@ -240,16 +252,16 @@ fn symbolic(
     let input = (0..packing.input_count(net, slots))
         .map(|_| exec.sym(top))
         .collect();
-    let mut stages = Vec::new();
-    let mut last = OpTally::default();
-    let out = packing.evaluate(&exec, net, input, &mut |name| {
-        let now = counts.snapshot();
-        stages.push(StagePlan {
-            name: name.to_string(),
-            counts: now - last,
-        });
-        last = now;
-    });
+    let mut log = StageLog::new(&exec);
+    let out = packing.evaluate(&exec, net, input, &mut log);
+    let stages: Vec<StagePlan> = log
+        .into_stages()
+        .into_iter()
+        .map(|s| StagePlan {
+            name: s.name,
+            counts: s.counts,
+        })
+        .collect();
     let out = match out {
         Err(HeError::TooDeep) => {
             return Err(HeError::NoParameters(format!(

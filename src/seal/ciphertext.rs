@@ -35,10 +35,6 @@ impl Ciphertext {
         self.handle.ptr()
     }
 
-    pub(crate) fn set_level(&mut self, level: usize) {
-        self.level = level;
-    }
-
     /// The level (chain index): how many more rescales it can take.
     pub fn level(&self) -> usize {
         self.level
@@ -90,6 +86,17 @@ impl Ciphertext {
             "Ciphertext::save",
             ffi::Ciphertext_SaveSize,
             ffi::Ciphertext_Save,
+        )
+    }
+
+    /// SEAL's serialization of the ciphertext without compression: the coefficients come last,
+    /// as they are in memory.
+    pub(crate) fn to_bytes_uncompressed(&self) -> Result<Vec<u8>> {
+        self.handle.save_as(
+            "Ciphertext::save",
+            ffi::Ciphertext_SaveSize,
+            ffi::Ciphertext_Save,
+            ffi::COMPR_NONE,
         )
     }
 

@@ -97,7 +97,12 @@ op_counters! {
 
 impl OpCounts {
     pub(crate) fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::bump_by(counter, 1);
+    }
+
+    /// Adds `n` to one counter.
+    pub(crate) fn bump_by(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -200,23 +200,26 @@ impl<'a> Ops<'a> {
         })
     }
 
-    /// Divides by the prime of the current level and drops it, in place (level − 1).
+    /// Divides by the prime of the current level and drops it (level − 1). The result goes to
+    /// a fresh ciphertext that replaces `a`: SEAL shrinks a ciphertext in place without giving
+    /// back its capacity, so one rescaled in place would keep the memory of its top level.
     pub fn rescale(&self, a: &mut Ciphertext) -> Result<()> {
         const OP: &str = "Evaluator::rescale_to_next";
         if a.level() == 0 {
             return Err(SealError::EndOfChain { op: OP });
         }
         OpCounts::bump(&self.counts.rescale);
-        // SAFETY: SEAL supports destination == operand.
+        let out = Ciphertext::empty(a.level() - 1)?;
+        // SAFETY: live operand and destination; global pool for temporaries.
         check(OP, unsafe {
             ffi::Evaluator_RescaleToNext(
                 self.ev.handle.ptr(),
                 a.ptr(),
-                a.ptr(),
+                out.ptr(),
                 std::ptr::null_mut(),
             )
         })?;
-        a.set_level(a.level() - 1);
+        *a = out;
         Ok(())
     }
 
@@ -235,17 +238,19 @@ impl<'a> Ops<'a> {
         }
         let mut parms_id = self.ev.context().parms_id(level, OP)?;
         OpCounts::bump(&self.counts.mod_switch);
-        // SAFETY: SEAL supports destination == operand.
+        // into a fresh ciphertext, for the same reason as `rescale`
+        let out = Ciphertext::empty(level)?;
+        // SAFETY: live operand and destination; global pool for temporaries.
         check(OP, unsafe {
             ffi::Evaluator_ModSwitchTo1(
                 self.ev.handle.ptr(),
                 a.ptr(),
                 parms_id.as_mut_ptr(),
-                a.ptr(),
+                out.ptr(),
                 std::ptr::null_mut(),
             )
         })?;
-        a.set_level(level);
+        *a = out;
         Ok(())
     }
 
@@ -308,7 +313,7 @@ impl<'a> Ops<'a> {
     }
 }
 
-fn same_level(op: &'static str, a: usize, b: usize) -> Result<()> {
+pub(super) fn same_level(op: &'static str, a: usize, b: usize) -> Result<()> {
     if a == b {
         Ok(())
     } else {
@@ -329,7 +334,7 @@ fn snap_scale(acc: &mut Ciphertext, to: f64) -> Result<()> {
 }
 
 /// The same closeness test SEAL applies before adding (relative machine epsilon).
-fn same_scale(op: &'static str, a: f64, b: f64) -> Result<()> {
+pub(super) fn same_scale(op: &'static str, a: f64, b: f64) -> Result<()> {
     if (a - b).abs() < f64::EPSILON * a.abs().max(b.abs()).max(1.0) {
         Ok(())
     } else {

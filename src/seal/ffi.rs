@@ -15,6 +15,8 @@ pub const SCHEME_CKKS: u8 = 2;
 pub const SEC_LEVEL_TC128: c_int = 128;
 /// `compr_mode_type::zstd`.
 pub const COMPR_ZSTD: u8 = 2;
+/// SEAL's `compr_mode_type::none`: coefficients serialized as they are.
+pub const COMPR_NONE: u8 = 0;
 
 unsafe extern "C" {
     pub fn EncParams_Create1(scheme: u8, enc_params: *mut *mut c_void) -> HResult;
@@ -161,6 +163,9 @@ unsafe extern "C" {
     pub fn Ciphertext_Destroy(thisptr: *mut c_void) -> HResult;
     pub fn Ciphertext_Size(thisptr: *mut c_void, size: *mut u64) -> HResult;
     pub fn Ciphertext_ParmsId(thisptr: *mut c_void, parms_id: *mut u64) -> HResult;
+    pub fn Ciphertext_PolyModulusDegree(thisptr: *mut c_void, degree: *mut u64) -> HResult;
+    pub fn Ciphertext_CoeffModulusSize(thisptr: *mut c_void, size: *mut u64) -> HResult;
+    pub fn Ciphertext_GetDataAt1(thisptr: *mut c_void, index: u64, data: *mut u64) -> HResult;
     pub fn Ciphertext_Scale(thisptr: *mut c_void, scale: *mut f64) -> HResult;
     pub fn Ciphertext_SetScale(thisptr: *mut c_void, scale: f64) -> HResult;
     pub fn Ciphertext_SaveSize(thisptr: *mut c_void, compr_mode: u8, result: *mut i64) -> HResult;

@@ -70,7 +70,17 @@ impl Handle {
         size: SaveSizeFn,
         save: SaveFn,
     ) -> super::Result<Vec<u8>> {
-        let mode = super::ffi::COMPR_ZSTD;
+        self.save_as(op, size, save, super::ffi::COMPR_ZSTD)
+    }
+
+    /// Serializes the object with SEAL's own format and compression `mode`.
+    pub(crate) fn save_as(
+        &self,
+        op: &'static str,
+        size: SaveSizeFn,
+        save: SaveFn,
+        mode: u8,
+    ) -> super::Result<Vec<u8>> {
         let mut bound = 0i64;
         // SAFETY: live object, out-parameter.
         super::check(op, unsafe { size(self.ptr, mode, &mut bound) })?;

@@ -4,7 +4,8 @@
 //! (plaintexts), [`ciphertext`], [`keys`] (evaluation keys only), [`encryptor`] (the public
 //! key: encryption only), [`client`] (key generation and decryption: the only owner of a secret
 //! key), [`evaluator`] (homomorphic
-//! operations over evaluation keys, every one counted in [`counts`]).
+//! operations over evaluation keys, every one counted in [`counts`]), [`raw`] (ciphertexts as
+//! coefficient arrays, and the fused scalar linear combination computed over them).
 //!
 //! # Thread safety
 //! SEAL objects are shared across rayon threads only where SEAL itself makes that sound:
@@ -27,6 +28,7 @@ pub mod evaluator;
 mod ffi;
 mod handle;
 pub mod keys;
+pub mod raw;
 
 pub use ciphertext::Ciphertext;
 pub use client::Client;
@@ -36,6 +38,7 @@ pub use encoder::{Encoder, Plaintext};
 pub use encryptor::{Encryptor, PublicKey};
 pub use evaluator::{Evaluator, Ops};
 pub use keys::EvaluationKeys;
+pub use raw::RawCiphertext;
 
 /// Everything that can go wrong in the CKKS engine, each naming the operation.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,19 @@ pub enum SealError {
         op: &'static str,
         index: usize,
         value: f64,
+    },
+    #[error("{op}: weight {value} at scale 2^{scale_bits:.1} does not fit a {bits}-bit integer")]
+    WeightTooLarge {
+        op: &'static str,
+        value: f64,
+        scale_bits: f64,
+        bits: u32,
+    },
+    #[error("{op}: the result's scale 2^{scale_bits:.1} exceeds the {modulus_bits:.1}-bit modulus of its level")]
+    ScaleOutOfBounds {
+        op: &'static str,
+        scale_bits: f64,
+        modulus_bits: f64,
     },
     #[error("{what}: malformed serialized data: {reason}")]
     Malformed { what: &'static str, reason: String },

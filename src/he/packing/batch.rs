@@ -3,13 +3,21 @@
 //!
 //! Memory is bounded by streaming: a convolution stage (conv → batch-norm/activation → average
 //! pool) is computed one output row at a time across all channels, pooling each row as soon as
-//! it exists and dropping every input row that no later row reads (see [`conv_stage`]).
+//! it exists and dropping every input row that no later row reads; consecutive stages form one
+//! pipeline, so the maps between them never exist whole (see [`conv_chain`]).
+//!
+//! Each convolution output is one fused scalar linear combination of its window's inputs
+//! ([`Exec::dot_scalars`]), bit for bit the products and sums it replaces, at a fraction of
+//! their memory traffic.
 
-use super::{affine, dense_flat, par_map, Packing};
+use std::time::Instant;
+
+use super::{affine, dense_flat, par_map, Packing, Stage, StageLog};
 use crate::he::activation;
-use crate::he::exec::{Ct, Exec};
+use crate::he::exec::{Ct, Exec, RawCt};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, Conv, Layer, LayerKind, Shape};
+use crate::seal::OpTally;
 
 /// Batch-axis packing.
 pub struct BatchAxis;
@@ -46,37 +54,24 @@ impl Packing for BatchAxis {
         exec: &Exec,
         net: &Network,
         input: Vec<Ct>,
-        stage: &mut dyn FnMut(&str),
+        stages: &mut StageLog,
     ) -> Result<Vec<Ct>, HeError> {
-        let n = net.layers.len();
-        let pointwise = |j: usize| {
-            j < n
-                && matches!(
-                    net.layers[j].kind,
-                    LayerKind::BatchNorm(_) | LayerKind::Activation(..)
-                )
-        };
+        let spans = spans(net);
+        let is_conv = |&(i, _): &(usize, usize)| matches!(net.layers[i].kind, LayerKind::Conv(_));
         let mut map = input;
-        let mut i = 0;
-        while i < n {
-            // a stage: one layer, or a convolution with the pointwise layers after it, an
-            // average pool, and the pointwise layers after that (streamed row by row)
-            let mut end = i + 1;
-            if matches!(net.layers[i].kind, LayerKind::Conv(_)) {
-                while pointwise(end) {
-                    end += 1;
-                }
-                if end < n && matches!(net.layers[end].kind, LayerKind::AvgPool(_)) {
-                    end += 1;
-                    while pointwise(end) {
-                        end += 1;
-                    }
-                }
+        let mut k = 0;
+        while k < spans.len() {
+            if is_conv(&spans[k]) {
+                // consecutive convolution stages run as one pipeline
+                let chain = spans[k..].iter().take_while(|s| is_conv(s)).count();
+                map = conv_chain(exec, net, &spans[k..k + chain], map, stages)?;
+                k += chain;
+                continue;
             }
+            let (i, end) = spans[k];
             let layers = &net.layers[i..end];
             let shape_in = net.shape_in(i);
             map = match &layers[0].kind {
-                LayerKind::Conv(_) => conv_stage(exec, net, i, end, map)?,
                 LayerKind::Flatten => map,
                 LayerKind::Dense(d) => dense_flat(exec, d, &map, |u| {
                     at(i, &layers[0], format!("output {u} has all-zero weights"))
@@ -97,9 +92,8 @@ impl Packing for BatchAxis {
                     channels.into_iter().flatten().collect()
                 }
             };
-            let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
-            stage(&names.join("+"));
-            i = end;
+            stages.done(exec, &span_name(net, (i, end)));
+            k += 1;
         }
         Ok(map)
     }
@@ -119,40 +113,233 @@ fn at(index: usize, layer: &Layer, reason: impl std::fmt::Display) -> HeError {
     }
 }
 
-/// A convolution stage (`net.layers[first..end]`: conv, pointwise layers, optionally an
-/// average pool and more pointwise layers), streamed by rows of the stage's output: for each
-/// output row, every channel computes just the convolution rows that row pools over (in
-/// parallel across channels), applies the pointwise layers and pools them; input rows that no
-/// later output row needs are dropped at once. Peak memory is the stage's output plus the input
-/// rows still needed plus one pooling window of rows per worker, instead of the whole input
-/// beside every convolution output.
-fn conv_stage(
+/// The network cut into stages (`(first, end)` layer ranges): one layer, or a convolution
+/// with the pointwise layers after it, an average pool, and the pointwise layers after that.
+fn spans(net: &Network) -> Vec<(usize, usize)> {
+    let n = net.layers.len();
+    let pointwise = |j: usize| {
+        j < n
+            && matches!(
+                net.layers[j].kind,
+                LayerKind::BatchNorm(_) | LayerKind::Activation(..)
+            )
+    };
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let mut end = i + 1;
+        if matches!(net.layers[i].kind, LayerKind::Conv(_)) {
+            while pointwise(end) {
+                end += 1;
+            }
+            if end < n && matches!(net.layers[end].kind, LayerKind::AvgPool(_)) {
+                end += 1;
+                while pointwise(end) {
+                    end += 1;
+                }
+            }
+        }
+        spans.push((i, end));
+        i = end;
+    }
+    spans
+}
+
+/// A stage's name: its layers' names joined by `+`.
+fn span_name(net: &Network, (first, end): (usize, usize)) -> String {
+    let names: Vec<&str> = net.layers[first..end]
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    names.join("+")
+}
+
+/// Consecutive convolution stages (`spans`) as one pipeline over rows. The last stage's output
+/// rows are pulled one at a time; each stage pulls from the one before it just the input rows
+/// that its next row reads (the first stage from `input`) and drops every input row that no
+/// later row reads. So only a few rows of each map between the stages are ever live: peak
+/// memory is about the input plus the output, not the largest intermediate map. Each stage's
+/// operations and time are measured on their own and reported in order.
+fn conv_chain(
     exec: &Exec,
     net: &Network,
-    first: usize,
-    end: usize,
+    spans: &[(usize, usize)],
     input: Vec<Ct>,
+    log: &mut StageLog,
 ) -> Result<Vec<Ct>, HeError> {
-    let LayerKind::Conv(c) = &net.layers[first].kind else {
-        unreachable!("a convolution stage starts with a convolution")
+    let shape = net.shape_in(spans[0].0);
+    let mut source = Source::Map {
+        map: input.into_iter().map(Some).collect(),
+        shape,
+        next: 0,
     };
-    let shape_in = net.shape_in(first);
-    let conv_out = net.shapes[first];
-    let pool = (first + 1..end).find(|&j| matches!(net.layers[j].kind, LayerKind::AvgPool(_)));
-    let (kernel, stride) = match pool.map(|j| &net.layers[j].kind) {
-        Some(LayerKind::AvgPool(p)) => (p.kernel, p.stride),
-        _ => (1, 1),
+    for &(first, end) in spans {
+        source = Source::Stage(Box::new(ConvStage::new(net, first, end, source)));
+    }
+    let Source::Stage(mut last) = source else {
+        unreachable!("a chain has at least one stage")
     };
-    let out = net.shapes[end - 1];
-    let mut input: Vec<Option<Ct>> = input.into_iter().map(Some).collect();
+    let out = net.shapes[last.end - 1];
     let mut channels: Vec<Vec<Ct>> = (0..out.c)
         .map(|_| Vec::with_capacity(out.h * out.w))
         .collect();
-    for r in 0..out.h {
+    for _ in 0..out.h {
+        for (o, row) in last.next_row(exec)?.into_iter().enumerate() {
+            channels[o].extend(row);
+        }
+    }
+    // rows that no later stage reads are still computed, so that every stage does (and
+    // counts) its whole layer, as the paper's operation counts assume
+    last.source.drain(exec)?;
+    let mut stages = Vec::new();
+    Source::Stage(last).report(net, &mut stages);
+    log.interleaved(exec, stages);
+    Ok(channels.into_iter().flatten().collect())
+}
+
+/// Where a convolution stage gets its input rows: a whole map, or the stage before it.
+enum Source<'n> {
+    /// A whole map (channel-major, `shape`), handed out row by row; `next` rows are out.
+    Map {
+        map: Vec<Option<Ct>>,
+        shape: Shape,
+        next: usize,
+    },
+    Stage(Box<ConvStage<'n>>),
+}
+
+impl Source<'_> {
+    /// The next row of every channel.
+    fn next_row(&mut self, exec: &Exec) -> Result<Vec<Vec<Ct>>, HeError> {
+        match self {
+            Source::Map { map, shape, next } => {
+                let y = *next;
+                *next += 1;
+                (0..shape.c)
+                    .map(|c| {
+                        (0..shape.w)
+                            .map(|x| {
+                                map[(c * shape.h + y) * shape.w + x].take().ok_or_else(|| {
+                                    HeError::Internal(format!("input row {y} taken twice"))
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            Source::Stage(stage) => stage.next_row(exec),
+        }
+    }
+
+    /// Computes and drops the rows not pulled yet, here and upstream.
+    fn drain(&mut self, exec: &Exec) -> Result<(), HeError> {
+        if let Source::Stage(stage) = self {
+            let rows = stage.net.shapes[stage.end - 1].h;
+            while stage.next_out < rows {
+                stage.next_row(exec)?;
+            }
+            stage.source.drain(exec)?;
+        }
+        Ok(())
+    }
+
+    /// The stages of the chain that ends here, first to last, with what each cost.
+    fn report(self, net: &Network, stages: &mut Vec<Stage>) {
+        if let Source::Stage(stage) = self {
+            let ConvStage {
+                first,
+                end,
+                source,
+                counts,
+                seconds,
+                ..
+            } = *stage;
+            source.report(net, stages);
+            stages.push(Stage {
+                name: span_name(net, (first, end)),
+                counts,
+                seconds,
+            });
+        }
+    }
+}
+
+/// One convolution stage (`net.layers[first..end]`: conv, pointwise layers, optionally an
+/// average pool and more pointwise layers) producing its output one row at a time: for each
+/// output row, every channel computes just the convolution rows that row pools over (in
+/// parallel across channels), applies the pointwise layers and pools them.
+struct ConvStage<'n> {
+    net: &'n Network,
+    first: usize,
+    end: usize,
+    source: Source<'n>,
+    /// The input rows received so far, as coefficient arrays (channel-major; `None` before a
+    /// row arrives and after it is dropped).
+    input: Vec<Option<RawCt>>,
+    received: usize,
+    next_out: usize,
+    /// This stage's own operations and seconds (not its source's).
+    counts: OpTally,
+    seconds: f64,
+}
+
+impl<'n> ConvStage<'n> {
+    fn new(net: &'n Network, first: usize, end: usize, source: Source<'n>) -> Self {
+        let shape_in = net.shape_in(first);
+        Self {
+            net,
+            first,
+            end,
+            source,
+            input: (0..shape_in.c * shape_in.h * shape_in.w)
+                .map(|_| None)
+                .collect(),
+            received: 0,
+            next_out: 0,
+            counts: OpTally::default(),
+            seconds: 0.0,
+        }
+    }
+
+    /// The next output row of every channel.
+    fn next_row(&mut self, exec: &Exec) -> Result<Vec<Vec<Ct>>, HeError> {
+        let net = self.net;
+        let (first, end) = (self.first, self.end);
+        let LayerKind::Conv(c) = &net.layers[first].kind else {
+            unreachable!("a convolution stage starts with a convolution")
+        };
+        let shape_in = net.shape_in(first);
+        let conv_out = net.shapes[first];
+        let pool = (first + 1..end).find(|&j| matches!(net.layers[j].kind, LayerKind::AvgPool(_)));
+        let (kernel, stride) = match pool.map(|j| &net.layers[j].kind) {
+            Some(LayerKind::AvgPool(p)) => (p.kernel, p.stride),
+            _ => (1, 1),
+        };
+        let out = net.shapes[end - 1];
+        let r = self.next_out;
         let conv_rows = r * stride..r * stride + kernel;
+        // pull the input rows these conv rows read (the source accounts for its own work)
+        let need = ((conv_rows.end - 1) * c.stride + c.kh)
+            .saturating_sub(c.padding)
+            .min(shape_in.h);
+        let mut arrived = Vec::new();
+        while self.received < need {
+            arrived.push((self.received, self.source.next_row(exec)?));
+            self.received += 1;
+        }
+        let (before, start) = (exec.tally(), Instant::now());
+        for (y, row) in arrived {
+            let cells: Vec<Ct> = row.into_iter().flatten().collect();
+            let raw = super::par_each(cells, |ct, _| exec.to_raw(ct))?;
+            for (k, cell) in raw.into_iter().enumerate() {
+                let (i, x) = (k / shape_in.w, k % shape_in.w);
+                self.input[(i * shape_in.h + y) * shape_in.w + x] = Some(cell);
+            }
+        }
+        let input = &self.input;
         let rows = par_map(out.c, |o| {
             // the conv rows this output row pools over, then the pointwise layers on them
-            let mut ch = conv_rows_of(exec, c, o, shape_in, conv_out, &input, conv_rows.clone())
+            let mut ch = conv_rows_of(exec, c, o, shape_in, conv_out, input, conv_rows.clone())
                 .map_err(|e| at(first, &net.layers[first], e))?;
             let mut shape = Shape::new(1, kernel, conv_out.w);
             // the band is `kernel` rows high, so the pool yields exactly this output row
@@ -163,9 +350,6 @@ fn conv_stage(
             }
             Ok(ch)
         })?;
-        for (o, row) in rows.into_iter().enumerate() {
-            channels[o].extend(row);
-        }
         // drop the input rows that no later output row reads
         let next_conv_row = (r + 1) * stride;
         let keep_from = (next_conv_row * c.stride)
@@ -174,22 +358,26 @@ fn conv_stage(
         for i in 0..shape_in.c {
             for y in 0..keep_from {
                 for x in 0..shape_in.w {
-                    input[(i * shape_in.h + y) * shape_in.w + x] = None;
+                    self.input[(i * shape_in.h + y) * shape_in.w + x] = None;
                 }
             }
         }
+        self.next_out += 1;
+        self.counts += exec.tally() - before;
+        self.seconds += start.elapsed().as_secs_f64();
+        Ok(rows)
     }
-    Ok(channels.into_iter().flatten().collect())
 }
 
-/// Rows `rows` of output channel `o` of a convolution, one ciphertext per position.
+/// Rows `rows` of output channel `o` of a convolution, one ciphertext per position: each the
+/// fused sum of its window's inputs times their weights, plus the bias, rescaled.
 fn conv_rows_of(
     exec: &Exec,
     c: &Conv,
     o: usize,
     input: Shape,
     out: Shape,
-    map: &[Option<Ct>],
+    map: &[Option<RawCt>],
     rows: std::ops::Range<usize>,
 ) -> Result<Vec<Ct>, HeError> {
     let first = map
@@ -197,22 +385,8 @@ fn conv_rows_of(
         .flatten()
         .next()
         .ok_or(HeError::Internal("empty input".into()))?;
-    let level = exec.level(first);
+    let level = first.level();
     let s = exec.scale(level);
-    // this channel's weights, encoded once per call (a scalar encode is a cheap constant fill)
-    let mut weights = Vec::with_capacity(c.ic * c.kh * c.kw);
-    for i in 0..c.ic {
-        for ky in 0..c.kh {
-            for kx in 0..c.kw {
-                let w = c.weight[c.at(o, i, ky, kx)];
-                weights.push(if w == 0.0 {
-                    None
-                } else {
-                    Some(exec.encode_scalar(w, level, s)?)
-                });
-            }
-        }
-    }
     let bias = if c.bias[o] == 0.0 {
         None
     } else {
@@ -220,9 +394,10 @@ fn conv_rows_of(
     };
     let p = c.padding as isize;
     let mut cts = Vec::with_capacity(rows.len() * out.w);
+    let mut terms = Vec::with_capacity(c.ic * c.kh * c.kw);
     for oy in rows {
         for ox in 0..out.w {
-            let mut acc = None;
+            terms.clear();
             for i in 0..c.ic {
                 for ky in 0..c.kh {
                     let y = (oy * c.stride + ky) as isize - p;
@@ -231,22 +406,21 @@ fn conv_rows_of(
                         if y < 0 || x < 0 || y >= input.h as isize || x >= input.w as isize {
                             continue; // zero padding
                         }
-                        let Some(w) = &weights[(i * c.kh + ky) * c.kw + kx] else {
+                        let w = c.weight[c.at(o, i, ky, kx)];
+                        if w == 0.0 {
                             exec.skip_zero();
                             continue;
-                        };
+                        }
                         let pixel = map[(i * input.h + y as usize) * input.w + x as usize]
                             .as_ref()
                             .ok_or(HeError::Internal(format!(
                                 "input row {y} dropped too early"
                             )))?;
-                        if let Some(prod) = exec.multiply_plain(pixel, w)? {
-                            exec.accumulate(&mut acc, prod)?;
-                        }
+                        terms.push((pixel, w));
                     }
                 }
             }
-            let mut acc = acc.ok_or_else(|| {
+            let mut acc = exec.dot_scalars(&terms)?.ok_or_else(|| {
                 HeError::Internal(format!(
                     "output channel {o} at ({oy}, {ox}) has only zero weights; prune it first"
                 ))

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use super::grid::{sum_progression, Grid};
-use super::{affine, dense_flat, par_each, par_map, Packing};
+use super::{affine, dense_flat, par_each, par_map, Packing, StageLog};
 use crate::he::activation;
 use crate::he::exec::{Ct, Exec};
 use crate::he::{HeError, Network};
@@ -142,7 +142,7 @@ impl Packing for ChannelWise {
         exec: &Exec,
         net: &Network,
         input: Vec<Ct>,
-        stage: &mut dyn FnMut(&str),
+        stages: &mut StageLog,
     ) -> Result<Vec<Ct>, HeError> {
         let layout = grids(net);
         let mut map = Map::Grid {
@@ -157,7 +157,7 @@ impl Packing for ChannelWise {
                 index: i,
             };
             map = ctx.apply(map, layout[i + 1])?;
-            stage(&layer.name);
+            stages.done(exec, &layer.name);
         }
         Ok(match map {
             Map::Grid { cts, .. } | Map::Flat(cts) => cts,

@@ -41,14 +41,14 @@ pub trait Packing: Sync {
     fn input_count(&self, net: &Network, slots: usize) -> usize;
     /// Client side: the slot vectors to encrypt for these preprocessed images.
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>>;
-    /// Server side: evaluates the network. `stage` is called after each stage (a layer, or
-    /// layers fused for streaming) with the stage's name.
+    /// Server side: evaluates the network, reporting each stage (a layer, or layers fused for
+    /// streaming) to `stages` as it finishes.
     fn evaluate(
         &self,
         exec: &Exec,
         net: &Network,
         input: Vec<Ct>,
-        stage: &mut dyn FnMut(&str),
+        stages: &mut StageLog,
     ) -> Result<Vec<Ct>, HeError>;
     /// Client side: each image's logits from the decrypted output slot vectors.
     fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>>;
@@ -81,6 +81,46 @@ pub struct Stage {
     pub name: String,
     pub counts: OpTally,
     pub seconds: f64,
+}
+
+/// The stages of one evaluation as a packing reports them: each one's name, the operations
+/// counted during it and its wall time.
+pub struct StageLog {
+    last: (OpTally, Instant),
+    stages: Vec<Stage>,
+}
+
+impl StageLog {
+    /// A log whose first stage starts now.
+    pub fn new(exec: &Exec) -> Self {
+        Self {
+            last: (exec.tally(), Instant::now()),
+            stages: Vec::new(),
+        }
+    }
+
+    /// The stage `name` has just finished: it is everything since the last report.
+    pub fn done(&mut self, exec: &Exec, name: &str) {
+        let now = exec.tally();
+        self.stages.push(Stage {
+            name: name.to_string(),
+            counts: now - self.last.0,
+            seconds: self.last.1.elapsed().as_secs_f64(),
+        });
+        self.last = (now, Instant::now());
+    }
+
+    /// Stages that ran interleaved, each measured by the packing itself; together they are
+    /// everything since the last report.
+    pub fn interleaved(&mut self, exec: &Exec, stages: Vec<Stage>) {
+        self.stages.extend(stages);
+        self.last = (exec.tally(), Instant::now());
+    }
+
+    /// The stages reported, in order.
+    pub fn into_stages(self) -> Vec<Stage> {
+        self.stages
+    }
 }
 
 /// What one evaluation cost.
@@ -128,7 +168,8 @@ pub fn prepare(
     let input = (0..packing.input_count(net, slots))
         .map(|_| exec.sym(top))
         .collect();
-    packing.evaluate(&exec, net, input, &mut |_| {})?;
+    let mut stages = StageLog::new(&exec);
+    packing.evaluate(&exec, net, input, &mut stages)?;
     drop(exec);
     Ok(store)
 }
@@ -145,28 +186,19 @@ pub fn evaluate_run(
     let counts = OpCounts::default();
     let exec = Exec::real(evaluator.ops(&counts), store, packing.lanes())?;
     let start = Instant::now();
-    let mut stages = Vec::new();
-    let (mut last_counts, mut last_time) = (OpTally::default(), Instant::now());
+    let mut stages = StageLog::new(&exec);
     let out = packing.evaluate(
         &exec,
         net,
         input.into_iter().map(Ct::Real).collect(),
-        &mut |name| {
-            let now = counts.snapshot();
-            stages.push(Stage {
-                name: name.to_string(),
-                counts: now - last_counts,
-                seconds: last_time.elapsed().as_secs_f64(),
-            });
-            (last_counts, last_time) = (now, Instant::now());
-        },
+        &mut stages,
     )?;
     let out = out
         .into_iter()
         .map(Exec::into_real)
         .collect::<Result<Vec<_>, _>>()?;
     let evaluation = Evaluation {
-        stages,
+        stages: stages.into_stages(),
         totals: counts.snapshot(),
         seconds: start.elapsed().as_secs_f64(),
     };

@@ -105,11 +105,19 @@ pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summa
         packing,
         fingerprint: &fingerprint,
     };
-    if world.rank() == 0 {
+    let outcome = if world.rank() == 0 {
         ctx.lead(start).map(Some)
     } else {
         ctx.follow().map(|()| None)
+    };
+    if let Some(mb) = crate::sys::peak_rss_mb() {
+        log::info!(
+            "rank {}: peak resident memory {:.2} GB",
+            world.rank(),
+            mb / 1e3
+        );
     }
+    outcome
 }
 
 /// What every rank knows once the job is prepared.

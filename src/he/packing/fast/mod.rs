@@ -19,7 +19,7 @@ mod layout;
 mod linear;
 
 use super::grid::sum_progression;
-use super::{par_each, Packing};
+use super::{par_each, Packing, StageLog};
 use crate::he::activation;
 use crate::he::exec::{interleave, lane, Ct, Exec};
 use crate::he::{HeError, Network};
@@ -134,7 +134,7 @@ impl Packing for ChannelFast {
         exec: &Exec,
         net: &Network,
         input: Vec<Ct>,
-        stage: &mut dyn FnMut(&str),
+        stages: &mut StageLog,
     ) -> Result<Vec<Ct>, HeError> {
         let front = layout::input(net, exec.slots()).map_err(HeError::Internal)?;
         let mut map = (front.layout, input);
@@ -147,7 +147,7 @@ impl Packing for ChannelFast {
                 first_conv: front.first_conv.as_ref(),
             };
             map = step.apply(map, &mut gap)?;
-            stage(&layer.name);
+            stages.done(exec, &layer.name);
         }
         Ok(map.1)
     }
