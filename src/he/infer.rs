@@ -333,7 +333,7 @@ impl Session {
             let (recs, eval) = self.classify_run(images, run)?;
             let agree = recs.iter().filter(|r| r.he_pred == r.plain_pred).count();
             log::info!(
-                "run {}/{runs}: images {}, {agree} of {} HE predictions equal the plain ones",
+                "run {}/{runs}: {}, {agree} of {} HE predictions equal the plain ones",
                 k + 1,
                 brief(run),
                 recs.len()
@@ -360,8 +360,8 @@ impl Session {
 fn brief(indices: &[usize]) -> String {
     match indices {
         [first, .., last] if indices.len() > 8 => {
-            format!("{} images from {first} to {last}", indices.len())
+            format!("{} images, {first} to {last}", indices.len())
         }
-        _ => format!("{indices:?}"),
+        _ => format!("images {indices:?}"),
     }
 }

@@ -63,6 +63,7 @@ impl Context {
     /// Builds the context with SEAL's 128-bit security check on. A parameter set SEAL rejects
     /// (insecure, or malformed) is [`SealError::Parameters`] carrying SEAL's own message.
     pub fn new(params: &CkksParams) -> Result<Arc<Self>> {
+        super::alloc::configure();
         let reject = |message: String| SealError::Parameters {
             degree: params.poly_modulus_degree,
             bits: params.coeff_modulus_bits.clone(),

@@ -279,3 +279,13 @@ unsafe extern "C" {
         pool: *mut c_void,
     ) -> HResult;
 }
+
+// glibc's allocator, which SEAL's memory pools and hejob's coefficient arrays allocate from.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    pub fn mallopt(param: c_int, value: c_int) -> c_int;
+}
+
+/// glibc's `M_MMAP_THRESHOLD` parameter of `mallopt`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub const M_MMAP_THRESHOLD: c_int = -3;

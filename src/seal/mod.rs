@@ -18,6 +18,7 @@
 //!   factory on each call. `Decryptor::decrypt` is not `const` in SEAL, so the client keeps its
 //!   decryptor behind a mutex.
 
+mod alloc;
 pub mod ciphertext;
 pub mod client;
 pub mod context;
