@@ -4,9 +4,9 @@
 //! Ciphertexts are megabyte buffers that live and die by the thousand at every level of a
 //! batch-axis run. glibc serves such sizes from its heap once a few have been freed (its mmap
 //! threshold rises to the largest size freed), and a heap fragmented by buffers of a dozen level
-//! sizes across per-thread arenas keeps freed memory resident: a CIFAR-10 batch run grew past
-//! 15 GB where its live ciphertexts took about 12. A fixed 1 MiB threshold keeps every such
-//! buffer a mapping of its own.
+//! sizes across per-thread arenas keeps freed memory resident. A fixed 1 MiB threshold keeps
+//! every such buffer a mapping of its own: an MNIST batch-axis run peaks at 1.47 GB resident
+//! with it and 1.69 GB without.
 
 use std::sync::Once;
 
