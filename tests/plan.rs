@@ -180,6 +180,14 @@ fn cifar(act: &str) -> Network {
     Network::from_model(&random_model(Arch::Cifar10FourLayer, act, None, 1).unwrap()).unwrap()
 }
 
+/// A modulus chain written out: `[first, scale × depth, special]`.
+fn bits(first: i32, scale: i32, depth: usize, special: i32) -> Vec<i32> {
+    let mut v = vec![first];
+    v.extend(std::iter::repeat_n(scale, depth));
+    v.push(special);
+    v
+}
+
 #[test]
 fn the_default_search_raises_a_tight_scale_with_the_compact_chain_in_the_same_ring() {
     let batch = by_name("batch").unwrap();
@@ -187,17 +195,11 @@ fn the_default_search_raises_a_tight_scale_with_the_compact_chain_in_the_same_ri
     // 2^34 in the same ring and the same number of primes
     let p = plan(batch, &cifar("swish-rg7-deg4"), None).unwrap();
     assert_eq!((p.depth, p.params.poly_modulus_degree), (10, 16384));
-    let mut want = vec![49];
-    want.extend([34; 10]);
-    want.push(49);
-    assert_eq!(p.params.coeff_modulus_bits, want);
+    assert_eq!(p.params.coeff_modulus_bits, bits(49, 34, 10, 49));
     // depth 7 already has 2^40 in the standard chain, which stays
     let p = plan(batch, &cifar("square"), None).unwrap();
     assert_eq!((p.depth, p.params.poly_modulus_degree), (7, 16384));
-    let mut want = vec![60];
-    want.extend([40; 7]);
-    want.push(60);
-    assert_eq!(p.params.coeff_modulus_bits, want);
+    assert_eq!(p.params.coeff_modulus_bits, bits(60, 40, 7, 60));
 }
 
 #[test]
