@@ -199,8 +199,8 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
         let keygen = Instant::now();
         let session = Session::new(model, by_name(packing)?, c.scale_bits)?;
         let keygen_s = keygen.elapsed().as_secs_f64();
-        let keys_mb = session.worker.evaluation_keys().to_bytes()?.len() as f64 / 1e6;
-        // peak memory of the runs, with the keys resident but without the serialization above
+        let keys_mb = session.worker.evaluation_keys().uncompressed_size()? as f64 / 1e6;
+        // peak memory of the runs, with the keys resident (key generation's own peak left out)
         reset_peak_rss();
         let n = c
             .batch_images

@@ -109,6 +109,15 @@ fn check_at(
     let ctx = Context::new(&plan.params).unwrap();
     let client = Client::new(ctx.clone()).unwrap();
     let keys = client.evaluation_keys(&plan.rotation_steps, true).unwrap();
+    // the plan counts the keys' coefficients; SEAL adds headers (about 64 kB for Galois keys)
+    let (estimate, size) = (
+        plan.memory.evaluation_keys_bytes,
+        keys.uncompressed_size().unwrap(),
+    );
+    assert!(
+        (estimate..estimate + estimate / 20 + 128 * 1024).contains(&size),
+        "{packing_name}: keys take {size} bytes, the plan estimates {estimate}"
+    );
     let evaluator = Evaluator::new(ctx.clone(), keys).unwrap();
     let store = prepare(&evaluator, packing, &net).unwrap();
     assert_eq!(

@@ -346,6 +346,16 @@ fn keys_and_ciphertexts_round_trip_through_bytes() {
     let s = small();
     let keys = s.client.evaluation_keys(&[3, -3], true).unwrap();
     let bytes = keys.to_bytes().unwrap();
+    // uncompressed: 3 keys (relinearization, steps 3 and -3), each 3 decomposition parts of
+    // 2 polynomials over 4 primes of 8192 coefficients, plus headers (SEAL writes one for every
+    // Galois element slot, empty or not: about 64 kB here)
+    let coefficients = 3 * 3 * 2 * 4 * 8192 * 8;
+    let size = keys.uncompressed_size().unwrap();
+    assert!(
+        (coefficients..coefficients + 128 * 1024).contains(&size),
+        "{size} bytes uncompressed"
+    );
+    assert!(bytes.len() as u64 <= size, "zstd made the keys larger");
     let loaded = EvaluationKeys::from_bytes(&s.ctx, &bytes).unwrap();
     assert_eq!(loaded.steps(), vec![3, 4093]);
     assert!(loaded.has_relin());

@@ -157,6 +157,11 @@ pub fn plan(
             continue;
         };
         let run = symbolic(packing, net, slots, depth)?;
+        // each key (relinearization, and one per step): a 2-polynomial ciphertext over all the
+        // primes for each data prime (all but the special one)
+        let primes = coeff_modulus_bits.len() as u64;
+        let evaluation_keys_bytes =
+            (run.steps.len() as u64 + 1) * (primes - 1) * 2 * primes * n * 8;
         return Ok(Plan {
             packing: packing.name().to_string(),
             params: CkksParams {
@@ -176,13 +181,7 @@ pub fn plan(
                 evaluation_peak_bytes: run.peak_bytes,
                 stored_plaintexts: run.stored.0,
                 stored_plaintext_bytes: run.stored.1,
-                // each key: one 2-polynomial ciphertext over all primes per data prime
-                evaluation_keys_bytes: (run.steps.len() as u64 + 1)
-                    * (depth as u64 + 1)
-                    * 2
-                    * (depth as u64 + 3)
-                    * n
-                    * 8,
+                evaluation_keys_bytes,
             },
         });
     }

@@ -73,6 +73,20 @@ impl Handle {
         self.save_as(op, size, save, super::ffi::COMPR_ZSTD)
     }
 
+    /// The exact size of the object's uncompressed serialization, without making it.
+    pub(crate) fn uncompressed_size(
+        &self,
+        op: &'static str,
+        size: SaveSizeFn,
+    ) -> super::Result<u64> {
+        let mut bytes = 0i64;
+        // SAFETY: live object, out-parameter.
+        super::check(op, unsafe {
+            size(self.ptr, super::ffi::COMPR_NONE, &mut bytes)
+        })?;
+        Ok(bytes.max(0) as u64)
+    }
+
     /// Serializes the object with SEAL's own format and compression `mode`.
     pub(crate) fn save_as(
         &self,

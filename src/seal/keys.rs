@@ -36,6 +36,11 @@ impl SwitchKeys {
         )
     }
 
+    fn uncompressed_size(&self) -> Result<u64> {
+        self.0
+            .uncompressed_size("KSwitchKeys::save_size", ffi::KSwitchKeys_SaveSize)
+    }
+
     fn from_bytes(context: &Context, what: &'static str, bytes: &[u8]) -> Result<Self> {
         // SAFETY: out-pointer constructor.
         let mut handle =
@@ -64,6 +69,20 @@ impl EvaluationKeys {
     /// Whether relinearization keys are present.
     pub fn has_relin(&self) -> bool {
         self.relin.is_some()
+    }
+
+    /// The size of [`Self::to_bytes`] were the key sets stored uncompressed, worked out without
+    /// serializing them (which would briefly double the memory of keys that can take 13 GB).
+    pub fn uncompressed_size(&self) -> Result<u64> {
+        let mut total = (MAGIC.len() + 4 + 4 * self.steps.len()) as u64;
+        for keys in [&self.relin, &self.galois] {
+            total += 8 + keys
+                .as_ref()
+                .map(SwitchKeys::uncompressed_size)
+                .transpose()?
+                .unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Serializes the keys: magic, steps, then SEAL's own encodings of both key sets.

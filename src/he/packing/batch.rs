@@ -73,7 +73,7 @@ impl Packing for BatchAxis {
             let shape_in = net.shape_in(i);
             map = match &layers[0].kind {
                 LayerKind::Flatten => map,
-                LayerKind::Dense(d) => dense_flat(exec, d, &map, |u| {
+                LayerKind::Dense(d) => dense_flat(exec, d, map, |u| {
                     at(i, &layers[0], format!("output {u} has all-zero weights"))
                 })?,
                 _ => {

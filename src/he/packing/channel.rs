@@ -373,7 +373,7 @@ impl Step<'_, '_> {
                 Ok(Map::Flat(outs))
             }
             (LayerKind::Dense(d), Map::Flat(cts)) => {
-                Ok(Map::Flat(dense_flat(exec, d, &cts, |u| {
+                Ok(Map::Flat(dense_flat(exec, d, cts, |u| {
                     self.err(format!("output {u} has all-zero weights"))
                 })?))
             }

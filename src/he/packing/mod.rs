@@ -243,28 +243,32 @@ pub(crate) fn par_each<T: Send, U: Send>(
         .collect()
 }
 
-/// A dense layer on replicated values: `out_u = Σ_f w[u][f]·x_f + b_u`, all scalar products.
+/// A dense layer on replicated values: `out_u = Σ_f w[u][f]·x_f + b_u`, all scalar products,
+/// each output one fused sum over the inputs' coefficients ([`Exec::dot_scalars`]; the inputs
+/// are copied out of SEAL once, not once per output).
 pub(crate) fn dense_flat(
     exec: &Exec,
     d: &Dense,
-    cts: &[Ct],
+    cts: Vec<Ct>,
     zero: impl Fn(usize) -> HeError + Sync,
 ) -> Result<Vec<Ct>, HeError> {
-    let level = exec.level(&cts[0]);
+    let level = exec.level(
+        cts.first()
+            .ok_or(HeError::Internal("a dense layer without inputs".into()))?,
+    );
     let s = exec.scale(level);
+    let raw = par_each(cts, |ct, _| exec.to_raw(ct))?;
     par_map(d.out, |u| {
-        let mut acc = None;
-        for (f, ct) in cts.iter().enumerate() {
+        let mut terms = Vec::with_capacity(raw.len());
+        for (f, x) in raw.iter().enumerate() {
             let w = d.weight[u * d.inp + f];
             if w == 0.0 {
                 exec.skip_zero();
-                continue;
-            }
-            if let Some(p) = exec.multiply_plain(ct, &exec.encode_scalar(w, level, s)?)? {
-                exec.accumulate(&mut acc, p)?;
+            } else {
+                terms.push((x, w));
             }
         }
-        let mut acc = acc.ok_or_else(|| zero(u))?;
+        let mut acc = exec.dot_scalars(&terms)?.ok_or_else(|| zero(u))?;
         if d.bias[u] != 0.0 {
             exec.add_plain_assign(&mut acc, &exec.encode_scalar(d.bias[u], level, s * s)?)?;
         }
