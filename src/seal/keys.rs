@@ -9,6 +9,8 @@ use super::handle::Handle;
 use super::{Result, SealError};
 
 const MAGIC: &[u8; 8] = b"HEJOBEK1";
+/// Bytes of the length before each serialized key set.
+const LENGTH_BYTES: u64 = 8;
 
 /// Normalises a rotation step to `0..slots` (a left rotation by `step` equals one by
 /// `step mod slots`, and both use the same Galois element).
@@ -74,31 +76,43 @@ impl EvaluationKeys {
     /// The size of [`Self::to_bytes`] were the key sets stored uncompressed, worked out without
     /// serializing them (which would briefly double the memory of keys that can take 13 GB).
     pub fn uncompressed_size(&self) -> Result<u64> {
-        let mut total = (MAGIC.len() + 4 + 4 * self.steps.len()) as u64;
-        for keys in [&self.relin, &self.galois] {
-            total += 8 + keys
-                .as_ref()
-                .map(SwitchKeys::uncompressed_size)
-                .transpose()?
-                .unwrap_or(0);
+        let mut total = self.header().len() as u64;
+        for keys in self.sets() {
+            total += LENGTH_BYTES
+                + keys
+                    .map(SwitchKeys::uncompressed_size)
+                    .transpose()?
+                    .unwrap_or(0);
         }
         Ok(total)
     }
 
-    /// Serializes the keys: magic, steps, then SEAL's own encodings of both key sets.
+    /// Serializes the keys: magic, steps, then SEAL's own encodings of both key sets, each after
+    /// its length.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = MAGIC.to_vec();
-        out.extend((self.steps.len() as u32).to_le_bytes());
-        for s in &self.steps {
-            out.extend(s.to_le_bytes());
-        }
-        for keys in [&self.relin, &self.galois] {
-            let bytes = keys.as_ref().map(SwitchKeys::to_bytes).transpose()?;
+        let mut out = self.header();
+        for keys in self.sets() {
+            let bytes = keys.map(SwitchKeys::to_bytes).transpose()?;
             let bytes = bytes.unwrap_or_default();
             out.extend((bytes.len() as u64).to_le_bytes());
             out.extend(bytes);
         }
         Ok(out)
+    }
+
+    /// The magic and the rotation steps.
+    fn header(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend((self.steps.len() as u32).to_le_bytes());
+        for s in &self.steps {
+            out.extend(s.to_le_bytes());
+        }
+        out
+    }
+
+    /// The key sets in their serialized order.
+    fn sets(&self) -> [Option<&SwitchKeys>; 2] {
+        [self.relin.as_ref(), self.galois.as_ref()]
     }
 
     /// Loads keys written by [`EvaluationKeys::to_bytes`], validated against `context`.
