@@ -466,3 +466,86 @@ fn a_rank_killed_under_mpirun_loses_nothing_it_finished() {
     );
     assert_eq!(images_done(), 12, "finished images were not redone");
 }
+
+#[test]
+fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = job(dir.path(), "limit = 4\n");
+    // the same network under another file: rank 1 reads a model with another checksum
+    let mut model = file::load(&dir.path().join("tiny.h5")).unwrap();
+    model
+        .provenance
+        .insert("copy".into(), "for the mismatch test".into());
+    let other = dir.path().join("other.h5");
+    file::save(&model, &other).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        dir.path().join("tiny.h5").to_str().unwrap(),
+        other.to_str().unwrap(),
+    );
+    let other_cfg = dir.path().join("other.toml");
+    std::fs::write(&other_cfg, text).unwrap();
+    // one rank per job file (mpirun's MPMD form); rank 0 generates Galois keys in several sets
+    // of 8 steps, and rank 1 must take part in every key broadcast after refusing the set-up
+    let plan = hejob(
+        &[
+            "plan",
+            "--model",
+            dir.path().join("tiny.h5").to_str().unwrap(),
+            "--packing",
+            "channel",
+            "--json",
+        ],
+        &[],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let steps = plan["rotation_steps"].as_array().unwrap().len();
+    assert!(
+        steps > 16,
+        "{steps} rotation steps: too few for three key sets"
+    );
+    let exe = env!("CARGO_BIN_EXE_hejob");
+    let rank = |cfg: &Path| {
+        vec![
+            "-n".to_string(),
+            "1".into(),
+            exe.into(),
+            "--config".into(),
+            cfg.to_str().unwrap().into(),
+            "--threads".into(),
+            "1".into(),
+        ]
+    };
+    let mut launcher = Command::new("mpirun")
+        .args(["--bind-to", "none", "--oversubscribe"])
+        .args(rank(&cfg))
+        .arg(":")
+        .args(rank(&other_cfg))
+        .env("RUST_LOG", "warn")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while launcher.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(300) {
+            launcher.kill().unwrap();
+            panic!("the job hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = launcher.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the job must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rank 1 reads a different job than rank 0"),
+        "{err}"
+    );
+    // rank 0 still finished and kept its own shard
+    let done =
+        std::fs::read_to_string(dir.path().join("out/result.h5.checkpoint/rank-0.jsonl")).unwrap();
+    assert_eq!(done.matches("\"type\":\"image\"").count(), 2, "{done}");
+}

@@ -390,6 +390,78 @@ fn keys_and_ciphertexts_round_trip_through_bytes() {
 }
 
 #[test]
+fn keys_of_many_steps_travel_in_pieces_of_a_few_sets() {
+    let s = small();
+    // 20 steps: Galois keys in sets of 8, 8 and 4, after a head and the relinearization keys
+    let steps: Vec<i64> = (1..=20).map(|k| k * 7).collect();
+    let keys = s.client.evaluation_keys(&steps, true).unwrap();
+    assert_eq!(keys.piece_count(), 5);
+    let pieces: Vec<Vec<u8>> = keys.pieces().map(Result::unwrap).collect();
+    assert_eq!(pieces.len(), 5);
+    // no piece holds more than one set of at most 8 keys, each about the size of the
+    // relinearization keys
+    let largest = pieces.iter().map(Vec::len).max().unwrap();
+    assert!(
+        largest < 9 * pieces[1].len(),
+        "{largest} bytes in one piece"
+    );
+    // the blob is the head, then the other pieces, each after its length
+    let blob = keys.to_bytes().unwrap();
+    assert_eq!(
+        blob.len(),
+        pieces.iter().map(|p| 8 + p.len()).sum::<usize>() - 8
+    );
+    assert_eq!(&blob[..pieces[0].len()], &pieces[0][..]);
+    // the pieces load one at a time, and every step rotates
+    let mut given = pieces.clone().into_iter();
+    let loaded = EvaluationKeys::from_pieces(&s.ctx, || -> Result<Vec<u8>, SealError> {
+        Ok(given
+            .next()
+            .expect("asked for no more pieces than there are"))
+    })
+    .unwrap();
+    assert!(given.next().is_none(), "a piece was left unread");
+    assert_eq!(
+        loaded.steps(),
+        (1..=20).map(|k| k * 7).collect::<Vec<i32>>()
+    );
+    let ev = Evaluator::new(s.ctx.clone(), loaded).unwrap();
+    let counts = OpCounts::default();
+    let a = input(4096, 21);
+    let ct = s.client.encrypt(&a, 1, s.ctx.params().scale()).unwrap();
+    for step in [7, 56, 63, 140] {
+        let rotated = ev.ops(&counts).rotate(&ct, step).unwrap();
+        let want: Vec<f64> = (0..4096).map(|i| a[(i + step as usize) % 4096]).collect();
+        assert_close(&s.client.decrypt(&rotated).unwrap(), &want, TOL);
+    }
+    // a supplier that runs dry, or a piece out of its place, is a clean error
+    let mut given = pieces[..3].iter().cloned();
+    let err = EvaluationKeys::from_pieces(&s.ctx, || {
+        given.next().ok_or(SealError::Malformed {
+            what: "test pieces",
+            reason: "no more".into(),
+        })
+    })
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("no more"), "{err}");
+    let mut swapped = pieces.clone().into_iter();
+    let mut first = true;
+    let err = EvaluationKeys::from_pieces(&s.ctx, || -> Result<Vec<u8>, SealError> {
+        // the head, then a Galois piece where the relinearization keys belong
+        let p = if std::mem::take(&mut first) {
+            swapped.next()
+        } else {
+            swapped.nth(1)
+        };
+        Ok(p.unwrap())
+    })
+    .err()
+    .unwrap();
+    assert!(matches!(err, SealError::Malformed { .. }), "{err}");
+}
+
+#[test]
 fn a_public_key_from_bytes_encrypts_for_the_key_owner_only() {
     let s = small();
     let bytes = s.client.public_key().to_bytes().unwrap();

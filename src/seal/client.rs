@@ -11,7 +11,7 @@ use super::encoder::Plaintext;
 use super::encryptor::{Encryptor, PublicKey};
 use super::ffi;
 use super::handle::Handle;
-use super::keys::{normalize_step, EvaluationKeys, SwitchKeys};
+use super::keys::{normalize_step, EvaluationKeys, GaloisSet, SwitchKeys, STEPS_PER_SET};
 use super::{check, Result};
 
 /// A key owner: generates keys, encrypts inputs, decrypts results. Not `Clone`, and no method
@@ -62,7 +62,8 @@ impl Client {
     }
 
     /// Evaluation keys for exactly these rotation steps (any sign; normalised modulo the slot
-    /// count, step 0 needs no key) and, if `relin`, relinearization keys.
+    /// count, step 0 needs no key) and, if `relin`, relinearization keys. The Galois keys are
+    /// made in sets of a few steps each (see [`EvaluationKeys`]).
     pub fn evaluation_keys(&self, steps: &[i64], relin: bool) -> Result<EvaluationKeys> {
         let slots = self.context.slots();
         let steps: BTreeSet<i32> = steps
@@ -81,31 +82,32 @@ impl Client {
         } else {
             None
         };
-        let galois = if steps.is_empty() {
-            None
-        } else {
-            let mut raw: Vec<c_int> = steps.iter().copied().collect();
-            // SAFETY: SEAL reads `raw.len()` steps.
-            let h = Handle::create(
-                "KeyGenerator::create_galois_keys",
-                ffi::KSwitchKeys_Destroy,
-                |p| unsafe {
-                    ffi::KeyGenerator_CreateGaloisKeysFromSteps(
-                        self.keygen.ptr(),
-                        raw.len() as u64,
-                        raw.as_mut_ptr(),
-                        false,
-                        p,
-                    )
-                },
-            )?;
-            Some(SwitchKeys::from_handle(h))
-        };
-        Ok(EvaluationKeys {
-            relin,
-            galois,
-            steps,
-        })
+        let steps: Vec<i32> = steps.into_iter().collect();
+        let galois = steps
+            .chunks(STEPS_PER_SET)
+            .map(|chunk| {
+                let mut raw: Vec<c_int> = chunk.to_vec();
+                // SAFETY: SEAL reads `raw.len()` steps.
+                let h = Handle::create(
+                    "KeyGenerator::create_galois_keys",
+                    ffi::KSwitchKeys_Destroy,
+                    |p| unsafe {
+                        ffi::KeyGenerator_CreateGaloisKeysFromSteps(
+                            self.keygen.ptr(),
+                            raw.len() as u64,
+                            raw.as_mut_ptr(),
+                            false,
+                            p,
+                        )
+                    },
+                )?;
+                Ok(GaloisSet {
+                    steps: chunk.iter().copied().collect(),
+                    keys: SwitchKeys::from_handle(h),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        EvaluationKeys::new(relin, galois)
     }
 
     /// The public key (anyone may hold it: it encrypts, never decrypts).

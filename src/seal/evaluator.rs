@@ -185,7 +185,7 @@ impl<'a> Ops<'a> {
     /// Relinearizes a size-3 ciphertext back to size 2, in place.
     pub fn relinearize(&self, a: &mut Ciphertext) -> Result<()> {
         const OP: &str = "Evaluator::relinearize";
-        let keys = self.ev.keys.relin.as_ref();
+        let keys = self.ev.keys.relin();
         let keys = keys.ok_or(SealError::MissingRelinKeys { op: OP })?;
         OpCounts::bump(&self.counts.relinearize);
         // SAFETY: SEAL supports destination == operand; keys are read only.
@@ -267,12 +267,13 @@ impl<'a> Ops<'a> {
             return a.try_clone();
         }
         let keys = &self.ev.keys;
-        let galois = keys.galois.as_ref().filter(|_| keys.steps.contains(&step));
-        let galois = galois.ok_or_else(|| SealError::MissingGaloisKey {
-            op: OP,
-            step,
-            available: keys.steps(),
-        })?;
+        let galois = keys
+            .galois(step)
+            .ok_or_else(|| SealError::MissingGaloisKey {
+                op: OP,
+                step,
+                available: keys.steps(),
+            })?;
         OpCounts::bump(&self.counts.rotation);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operand, keys and destination; global pool.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -36,14 +37,16 @@ enum Setup {
     Stop { reason: String },
     /// Every image is already in the checkpoints.
     Idle,
-    /// Evaluate: the parameters, each rank's runs, and the byte lengths of the public key and
-    /// evaluation keys that follow the JSON head.
+    /// Evaluate: the parameters, each rank's runs, the byte length of the public key that
+    /// follows the JSON head, and how many broadcasts of evaluation-key pieces come next
+    /// ([`EvaluationKeys::pieces`], one at a time, so that no rank holds a second copy of
+    /// the keys).
     Work {
         fingerprint: String,
         params: CkksParams,
         shards: Vec<Vec<Vec<usize>>>,
         public_key_bytes: usize,
-        evaluation_key_bytes: usize,
+        evaluation_key_pieces: usize,
     },
 }
 
@@ -212,19 +215,18 @@ impl Ctx<'_> {
             let shards = shard(&todo, owner.plan.images_per_run, self.world.size());
             if self.world.size() > 1 {
                 let public = owner.public_key().to_bytes()?;
-                let evaluation = keys.to_bytes()?;
                 let setup = Setup::Work {
                     fingerprint: self.fingerprint.to_string(),
                     params: owner.plan.params.clone(),
                     shards: shards.clone(),
                     public_key_bytes: public.len(),
-                    evaluation_key_bytes: evaluation.len(),
+                    evaluation_key_pieces: keys.piece_count(),
                 };
-                self.world
-                    .broadcast(Some(setup.to_bytes(&[&public, &evaluation])));
+                self.world.broadcast(Some(setup.to_bytes(&[&public])));
+                let sent = self.send_keys(&keys)?;
                 log::info!(
                     "sent {:.1} MB of public keys to {} rank(s)",
-                    (public.len() + evaluation.len()) as f64 / 1e6,
+                    (public.len() + sent) as f64 / 1e6,
                     self.world.size() - 1
                 );
             }
@@ -380,6 +382,68 @@ impl Ctx<'_> {
         Ok(n)
     }
 
+    /// Rank 0: broadcasts the evaluation keys piece by piece, each serialized just before it is
+    /// sent; returns the bytes sent. A piece that fails to serialize goes out empty (which the
+    /// workers refuse), so that every rank still takes part in every announced broadcast.
+    fn send_keys(&self, keys: &EvaluationKeys) -> Result<usize, crate::Error> {
+        let mut sent = 0;
+        let mut failure = None;
+        for piece in keys.pieces() {
+            let piece = piece.unwrap_or_else(|e| {
+                failure.get_or_insert(e);
+                Vec::new()
+            });
+            sent += piece.len();
+            self.world.broadcast(Some(piece));
+        }
+        match failure {
+            Some(e) => Err(e.into()),
+            None => Ok(sent),
+        }
+    }
+
+    /// A worker rank: receives the `pieces` broadcasts of rank 0's [`Self::send_keys`], loading
+    /// each piece as it arrives. Every announced piece is received, even after one is refused,
+    /// so that rank 0 never waits on this rank.
+    fn receive_keys(
+        &self,
+        context: &Context,
+        pieces: usize,
+    ) -> Result<EvaluationKeys, crate::Error> {
+        let mut left = pieces;
+        let keys = EvaluationKeys::from_pieces(context, || -> Result<Vec<u8>, crate::Error> {
+            left = left.checked_sub(1).ok_or_else(|| {
+                JobError::Launch(format!(
+                    "rank 0 announced {pieces} evaluation-key pieces, and the keys need more"
+                ))
+            })?;
+            let piece = self.world.broadcast(None);
+            if piece.is_empty() {
+                return Err(JobError::Launch(
+                    "rank 0 could not serialize the evaluation keys".into(),
+                )
+                .into());
+            }
+            Ok(piece)
+        });
+        self.skip_broadcasts(left);
+        let keys = keys?;
+        if left > 0 {
+            return Err(JobError::Launch(format!(
+                "rank 0 announced {pieces} evaluation-key pieces, {left} more than the keys hold"
+            ))
+            .into());
+        }
+        Ok(keys)
+    }
+
+    /// A worker rank: takes part in `n` broadcasts and drops what they bring.
+    fn skip_broadcasts(&self, n: usize) {
+        for _ in 0..n {
+            self.world.broadcast(None);
+        }
+    }
+
     /// A worker rank: receives the set-up, evaluates its shard, reports each run to rank 0.
     fn follow(&self) -> Result<(), crate::Error> {
         let bytes = self.world.broadcast(None);
@@ -394,15 +458,16 @@ impl Ctx<'_> {
                 params,
                 shards,
                 public_key_bytes,
-                evaluation_key_bytes,
+                evaluation_key_pieces,
             } => {
-                let result = self.evaluate_shard(
-                    &fingerprint,
-                    &params,
-                    &shards[self.world.rank()],
-                    (public_key_bytes, evaluation_key_bytes),
-                    tail,
-                );
+                let result = self
+                    .join(
+                        &fingerprint,
+                        &params,
+                        (public_key_bytes, tail),
+                        evaluation_key_pieces,
+                    )
+                    .and_then(|worker| self.evaluate_shard(&worker, &shards[self.world.rank()]));
                 self.world.report(&match &result {
                     Ok(()) => Report::Done,
                     Err(e) => Report::Failed(e.to_string()),
@@ -412,16 +477,42 @@ impl Ctx<'_> {
         }
     }
 
-    /// A worker rank's shard: keys from rank 0's bytes, then each run encrypted, evaluated and
-    /// sent back.
-    fn evaluate_shard(
+    /// A worker rank's side of the set-up: the checks, the public key that came with the set-up,
+    /// then the evaluation keys from the broadcasts that follow it (taken part in even when a
+    /// check fails, so that rank 0 never waits on this rank).
+    fn join(
         &self,
         fingerprint: &str,
         params: &CkksParams,
-        runs: &[Vec<usize>],
-        (public_len, evaluation_len): (usize, usize),
-        keys: &[u8],
-    ) -> Result<(), crate::Error> {
+        (public_len, public): (usize, &[u8]),
+        key_pieces: usize,
+    ) -> Result<Worker, crate::Error> {
+        let checked = self.check_setup(fingerprint, params, public_len, public);
+        let (context, public) = match checked {
+            Ok(ready) => ready,
+            Err(e) => {
+                self.skip_broadcasts(key_pieces);
+                return Err(e);
+            }
+        };
+        let evaluation = self.receive_keys(&context, key_pieces)?;
+        Ok(Worker::new(
+            self.model.clone(),
+            self.packing,
+            context,
+            &public,
+            evaluation,
+        )?)
+    }
+
+    /// Whether this rank reads the job rank 0 planned; the context and the public key.
+    fn check_setup(
+        &self,
+        fingerprint: &str,
+        params: &CkksParams,
+        public_len: usize,
+        public: &[u8],
+    ) -> Result<(Arc<Context>, PublicKey), crate::Error> {
         if fingerprint != self.fingerprint {
             return Err(JobError::Launch(format!(
                 "rank {} reads a different job than rank 0 ({} here, {fingerprint} on rank 0): \
@@ -431,19 +522,16 @@ impl Ctx<'_> {
             ))
             .into());
         }
-        if keys.len() != public_len + evaluation_len {
-            return Err(JobError::Launch("rank 0 sent truncated keys".into()).into());
+        if public.len() != public_len {
+            return Err(JobError::Launch("rank 0 sent a truncated public key".into()).into());
         }
         let context = Context::new(params)?;
-        let public = PublicKey::from_bytes(&context, &keys[..public_len])?;
-        let evaluation = EvaluationKeys::from_bytes(&context, &keys[public_len..])?;
-        let worker = Worker::new(
-            self.model.clone(),
-            self.packing,
-            context,
-            &public,
-            evaluation,
-        )?;
+        let public = PublicKey::from_bytes(&context, public)?;
+        Ok((context, public))
+    }
+
+    /// A worker rank's shard: each run encrypted, evaluated and sent back.
+    fn evaluate_shard(&self, worker: &Worker, runs: &[Vec<usize>]) -> Result<(), crate::Error> {
         let total = runs.iter().map(Vec::len).sum();
         let mut progress = Progress::new(format!("rank {}", self.world.rank()), total);
         for run in runs {
