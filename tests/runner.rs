@@ -277,16 +277,23 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     }
 }
 
-/// `mpirun` of the binary under test with `n` ranks, no core binding, allowed as root.
-fn mpirun(n: usize, args: &[&str]) -> Command {
+/// `mpirun` with no core binding, allowed as root; the programs and ranks come next.
+fn launcher() -> Command {
     let mut cmd = Command::new("mpirun");
-    cmd.args(["-n", &n.to_string(), "--bind-to", "none", "--oversubscribe"])
-        .arg(env!("CARGO_BIN_EXE_hejob"))
-        .args(args)
+    cmd.args(["--bind-to", "none", "--oversubscribe"])
         .env("RUST_LOG", "warn")
         .env("HDF5_USE_FILE_LOCKING", "FALSE")
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    cmd
+}
+
+/// `mpirun` of the binary under test with `n` ranks.
+fn mpirun(n: usize, args: &[&str]) -> Command {
+    let mut cmd = launcher();
+    cmd.args(["-n", &n.to_string()])
+        .arg(env!("CARGO_BIN_EXE_hejob"))
+        .args(args);
     cmd
 }
 
@@ -516,28 +523,23 @@ fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
             "1".into(),
         ]
     };
-    let mut launcher = Command::new("mpirun")
-        .args(["--bind-to", "none", "--oversubscribe"])
+    let mut job = launcher()
         .args(rank(&cfg))
         .arg(":")
         .args(rank(&other_cfg))
-        .env("RUST_LOG", "warn")
-        .env("HDF5_USE_FILE_LOCKING", "FALSE")
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while launcher.try_wait().unwrap().is_none() {
+    while job.try_wait().unwrap().is_none() {
         if start.elapsed() > Duration::from_secs(300) {
-            launcher.kill().unwrap();
+            job.kill().unwrap();
             panic!("the job hung");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = launcher.wait_with_output().unwrap();
+    let out = job.wait_with_output().unwrap();
     assert!(!out.status.success(), "the job must fail");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
