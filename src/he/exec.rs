@@ -57,6 +57,11 @@ impl Memory {
         self.peak.load(Ordering::Relaxed).max(0) as u64
     }
 
+    /// The bytes live now.
+    pub fn current_bytes(&self) -> u64 {
+        self.current.load(Ordering::Relaxed).max(0) as u64
+    }
+
     fn change(&self, delta: i64) {
         let now = self.current.fetch_add(delta, Ordering::Relaxed) + delta;
         self.peak.fetch_max(now, Ordering::Relaxed);
@@ -240,6 +245,31 @@ impl<'a> Exec<'a> {
             },
             store,
         })
+    }
+
+    /// The memory this execution holds now, for progress logs, and the level to log it at: the
+    /// process's resident memory (info) when real; when symbolic, the ciphertexts and
+    /// plaintexts that a real run would hold at this point (debug), which a real run's log
+    /// can be set against.
+    pub fn memory_now(&self) -> (log::Level, String) {
+        match &self.mode {
+            Mode::Real { .. } => (
+                log::Level::Info,
+                format!(
+                    "{} resident, {} of them in SEAL's global pool",
+                    crate::sys::rss_mb().map_or("? MB".into(), |mb| format!("{mb:.0} MB")),
+                    seal::global_pool_bytes()
+                        .map_or("? MB".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
+                ),
+            ),
+            Mode::Sym { memory, .. } => (
+                log::Level::Debug,
+                format!(
+                    "{:.0} MB of ciphertexts planned",
+                    memory.current_bytes() as f64 / 1e6
+                ),
+            ),
+        }
     }
 
     /// A fresh symbolic ciphertext at `level` (symbolic execution only).

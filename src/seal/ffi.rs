@@ -157,9 +157,11 @@ unsafe extern "C" {
 
     pub fn MemoryPoolHandle_New(clear_on_destruction: bool, handle: *mut *mut c_void) -> HResult;
     pub fn MemoryPoolHandle_Destroy(thisptr: *mut c_void) -> HResult;
+    pub fn MemoryPoolHandle_Global(handle: *mut *mut c_void) -> HResult;
+    pub fn MemoryPoolHandle_AllocByteCount(thisptr: *mut c_void, count: *mut u64) -> HResult;
 
     pub fn Ciphertext_Create1(pool: *mut c_void, cipher: *mut *mut c_void) -> HResult;
-    pub fn Ciphertext_Create2(copy: *mut c_void, cipher: *mut *mut c_void) -> HResult;
+    pub fn Ciphertext_Set(thisptr: *mut c_void, assign: *mut c_void) -> HResult;
     pub fn Ciphertext_Destroy(thisptr: *mut c_void) -> HResult;
     pub fn Ciphertext_Size(thisptr: *mut c_void, size: *mut u64) -> HResult;
     pub fn Ciphertext_ParmsId(thisptr: *mut c_void, parms_id: *mut u64) -> HResult;

@@ -31,6 +31,7 @@ mod handle;
 pub mod keys;
 pub mod raw;
 
+pub use alloc::global_pool_bytes;
 pub use ciphertext::Ciphertext;
 pub use client::Client;
 pub use context::{CkksParams, Context};
