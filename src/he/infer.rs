@@ -270,17 +270,20 @@ impl Worker {
         self.evaluator.keys()
     }
 
-    /// One run: preprocess and encrypt `images[run]`, then evaluate (timed).
+    /// One run: preprocess and encrypt `images[run]`, then evaluate (timed). The preprocessed
+    /// images are freed before the evaluation starts (8,192 CIFAR-10 images are 0.2 GB).
     pub fn run(&self, images: &Images, run: &[usize]) -> Result<RunOutput, HeError> {
-        let inputs: Vec<Vec<f64>> = run
-            .iter()
-            .map(|&i| {
-                self.model
-                    .preprocess
-                    .apply(self.model.input, images.image(i))
-            })
-            .collect();
-        let cts = packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?;
+        let cts = {
+            let inputs: Vec<Vec<f64>> = run
+                .iter()
+                .map(|&i| {
+                    self.model
+                        .preprocess
+                        .apply(self.model.input, images.image(i))
+                })
+                .collect();
+            packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?
+        };
         let start = Instant::now();
         let (outputs, evaluation) =
             packing::evaluate_run(&self.evaluator, &self.store, self.packing, &self.net, cts)?;
