@@ -6,6 +6,8 @@
 #
 #   data/train-models.sh mnist swish-rg7-deg4      # one dataset, one activation
 #   data/train-models.sh cifar10                   # every paper activation of a dataset
+#   data/train-models.sh mnist --others [act...]   # the other eight activations of Tables
+#                                                  # 5.5/5.6 (or those named), unpruned only
 #
 # Schedules (recorded in each model's provenance):
 #   MNIST:    He-normal initial weights, 200 epochs (the paper) with cosine decay; pruning:
@@ -25,10 +27,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 hejob=${HEJOB:-target/release/hejob}
 threads=${THREADS:-$(nproc)}
-dataset=${1:?usage: data/train-models.sh mnist|cifar10 [activation...]}
+dataset=${1:?usage: data/train-models.sh mnist|cifar10 [--others] [activation...]}
 shift
+prune=1
+if [ "${1:-}" = --others ]; then
+    prune=0
+    shift
+fi
 activations=("$@")
-[ ${#activations[@]} -gt 0 ] || activations=(square swish-rg5-deg2 swish-rg7-deg4)
+if [ ${#activations[@]} -eq 0 ]; then
+    if [ $prune = 1 ]; then
+        activations=(square swish-rg5-deg2 swish-rg7-deg4)
+    else
+        activations=(relu swish relu-rg5-deg2 relu-rg7-deg2 relu-rg5-deg4 relu-rg7-deg4
+            swish-rg7-deg2 swish-rg5-deg4)
+    fi
+fi
 
 step() { # OUT COMMAND...
     local out=$1
@@ -47,6 +61,7 @@ for act in "${activations[@]}"; do
             base=data/mnist/3layer-$act
             step "$base.h5" train --arch mnist-3layer --activation "$act" --init he --epochs 200 \
                 --schedule cosine --recalibrate-bn
+            [ $prune = 1 ] || continue
             step "$base-pruned-r1.h5" prune --model "$base.h5" --layer conv2 --ratio 0.2 \
                 --epochs 30 --schedule cosine --recalibrate-bn
             step "$base-pruned-r2.h5" prune --model "$base-pruned-r1.h5" --layer conv2 --ratio 0.2 \
@@ -56,6 +71,7 @@ for act in "${activations[@]}"; do
             base=data/cifar10/4layer-$act
             step "$base.h5" train --arch cifar10-4layer --activation "$act" --init torch --lr 6e-3 \
                 --epochs 60 --schedule cosine
+            [ $prune = 1 ] || continue
             ratios=(10 20)
             [ "$act" = swish-rg7-deg4 ] && ratios+=(30)
             for r in "${ratios[@]}"; do
