@@ -247,27 +247,30 @@ impl<'a> Exec<'a> {
         })
     }
 
-    /// The memory this execution holds now, for progress logs, and the level to log it at: the
-    /// process's resident memory (info) when real; when symbolic, the ciphertexts and
-    /// plaintexts that a real run would hold at this point (debug), which a real run's log
-    /// can be set against.
-    pub fn memory_now(&self) -> (log::Level, String) {
+    /// The level that progress logs of memory go at: info for a real run (the process's
+    /// resident memory), debug for a symbolic one (the ciphertexts it plans), so that a real
+    /// run's log can be set against the plan's.
+    pub fn memory_log_level(&self) -> log::Level {
         match &self.mode {
-            Mode::Real { .. } => (
-                log::Level::Info,
-                format!(
-                    "{} resident, {} of them in SEAL's global pool",
-                    crate::sys::rss_mb().map_or("? MB".into(), |mb| format!("{mb:.0} MB")),
-                    seal::global_pool_bytes()
-                        .map_or("? MB".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
-                ),
+            Mode::Real { .. } => log::Level::Info,
+            Mode::Sym { .. } => log::Level::Debug,
+        }
+    }
+
+    /// The memory this execution holds now, for progress logs: the process's resident memory
+    /// when real; when symbolic, the ciphertexts and plaintexts that a real run would hold at
+    /// this point. Reads `/proc`, so callers ask only when `memory_log_level` is logged.
+    pub fn memory_now(&self) -> String {
+        match &self.mode {
+            Mode::Real { .. } => format!(
+                "{} resident, {} of them in SEAL's global pool",
+                crate::sys::rss_mb().map_or("? MB".into(), |mb| format!("{mb:.0} MB")),
+                seal::global_pool_bytes()
+                    .map_or("? MB".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
             ),
-            Mode::Sym { memory, .. } => (
-                log::Level::Debug,
-                format!(
-                    "{:.0} MB of ciphertexts planned",
-                    memory.current_bytes() as f64 / 1e6
-                ),
+            Mode::Sym { memory, .. } => format!(
+                "{:.0} MB of ciphertexts planned",
+                memory.current_bytes() as f64 / 1e6
             ),
         }
     }

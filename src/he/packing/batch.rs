@@ -365,15 +365,18 @@ impl<'n> ConvStage<'n> {
         self.next_out += 1;
         self.counts += exec.tally() - before;
         self.seconds += start.elapsed().as_secs_f64();
-        let (level, memory) = exec.memory_now();
-        log::log!(
-            level,
-            "{}: output row {} of {} after {:.0} s of its own; {memory}",
-            span_name(net, (first, end)),
-            self.next_out,
-            out.h,
-            self.seconds
-        );
+        let level = exec.memory_log_level();
+        if log::log_enabled!(level) {
+            log::log!(
+                level,
+                "{}: output row {} of {} after {:.0} s of its own; {}",
+                span_name(net, (first, end)),
+                self.next_out,
+                out.h,
+                self.seconds,
+                exec.memory_now()
+            );
+        }
         Ok(rows)
     }
 }
