@@ -170,6 +170,20 @@ pub enum Command {
         #[command(flatten)]
         training: TrainArgs,
     },
+    /// Continue training a trained model, from its weights and batch-norm statistics, on a
+    /// fresh learning-rate schedule: a warm restart for a network that stopped short of its
+    /// accuracy (resumable).
+    #[cfg(feature = "train")]
+    Retrain {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 30)]
+        epochs: usize,
+        #[command(flatten)]
+        training: TrainArgs,
+    },
     /// Re-estimate every batch norm's mean and variance on the unaugmented training images
     /// (for a model trained with augmentation before hejob did this itself); weights untouched.
     Recalibrate {
@@ -209,7 +223,7 @@ pub enum Command {
     },
 }
 
-/// Training settings shared by `train` and `prune`.
+/// Training settings shared by `train`, `prune` and `retrain`.
 #[cfg(feature = "train")]
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {

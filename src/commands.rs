@@ -357,6 +357,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         } => {
             crate::train::command::prune(&model, &layer, ratio, &out, epochs, &training)?;
         }
+        #[cfg(feature = "train")]
+        Command::Retrain {
+            model,
+            out,
+            epochs,
+            training,
+        } => {
+            crate::train::command::retrain(&model, &out, epochs, &training)?;
+        }
         Command::BenchOps {
             degrees,
             seconds,

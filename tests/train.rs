@@ -1,6 +1,7 @@
 //! Training through burn (feature `train`): the burn network computes what hejob's reference
 //! forward pass computes and gives its weights back, a training run killed with SIGKILL resumes
-//! to bit-identical weights, a checkpoint of another run is refused, and `prune` retrains.
+//! to bit-identical weights, a checkpoint of another run is refused, `prune` retrains, and
+//! `retrain` continues from a trained model's weights.
 #![cfg(feature = "train")]
 
 mod common;
@@ -132,6 +133,42 @@ fn a_killed_training_run_resumes_to_the_same_weights() {
     assert_eq!(ma.provenance["epochs"], "6");
     assert!(ma.provenance["weights"].contains("from PyTorch default"));
     assert!(ma.provenance["plain_test_accuracy"].ends_with("(10000 test images, hejob eval)"));
+    // a restart at learning rate 0 keeps the trained weights (only the batch norms' running
+    // statistics move) and adds to the provenance
+    let r = d.join("r.h5");
+    run_ok(
+        &[
+            "retrain",
+            "--model",
+            a.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--lr",
+            "0",
+            "--train-images",
+            "256",
+            "--threads",
+            "1",
+            "--out",
+            r.to_str().unwrap(),
+            "--checkpoint-dir",
+            d.join("cr").to_str().unwrap(),
+            "--data-dir",
+            common::datasets_dir().to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let mr = file::load(&r).unwrap();
+    for (x, y) in ma.layers.iter().zip(&mr.layers) {
+        match (&x.kind, &y.kind) {
+            (LayerKind::Conv(p), LayerKind::Conv(q)) => assert_eq!(p.weight, q.weight),
+            (LayerKind::Dense(p), LayerKind::Dense(q)) => assert_eq!(p.weight, q.weight),
+            _ => {}
+        }
+    }
+    assert_eq!(mr.provenance["epochs"], "7");
+    assert!(mr.provenance["training"].contains("; then a restart: "));
+    assert!(mr.provenance["weights"].contains("then retrained by hejob retrain from"));
     // prune the result and retrain it briefly
     let p = d.join("p.h5");
     run_ok(

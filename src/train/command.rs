@@ -1,4 +1,4 @@
-//! The `train` and `prune` commands: datasets, initialisation, the checkpoint folder's life,
+//! The `train`, `prune` and `retrain` commands: datasets, initialisation, the checkpoint folder's life,
 //! and the provenance each written model carries.
 
 use std::path::{Path, PathBuf};
@@ -110,6 +110,39 @@ pub fn prune(
         return Ok(m);
     }
     run(&start, out, epochs, args, finish)
+}
+
+/// `hejob retrain`: a trained model's weights and batch norms, then `epochs` more on a fresh
+/// schedule (a warm restart of the learning rate). Its provenance keeps the first training's
+/// and adds this one's.
+pub fn retrain(input: &Path, out: &Path, epochs: usize, args: &TrainArgs) -> Result<Model, Error> {
+    let parent = file::load(input)?;
+    let was = |key: &str| {
+        parent
+            .provenance
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| "not recorded".into())
+    };
+    let (weights, training, before) = (was("weights"), was("training"), was("epochs"));
+    run(&parent, out, epochs, args, |m, schedule, history| {
+        m.provenance.insert(
+            "weights".into(),
+            format!(
+                "{weights}; then retrained by hejob retrain from {}",
+                input.display()
+            ),
+        );
+        m.provenance.insert(
+            "training".into(),
+            format!("{training}; then a restart: {}", schedule.describe()),
+        );
+        let epochs = match before.parse::<usize>() {
+            Ok(n) => (n + history.len()).to_string(),
+            Err(_) => format!("{before} + {}", history.len()),
+        };
+        m.provenance.insert("epochs".into(), epochs);
+    })
 }
 
 fn schedule(args: &TrainArgs, epochs: usize, dataset: data::Dataset) -> Schedule {
