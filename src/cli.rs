@@ -175,10 +175,13 @@ pub enum Command {
     /// accuracy (resumable).
     #[cfg(feature = "train")]
     Retrain {
+        /// The trained model to start from.
         #[arg(long)]
         model: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        /// Epochs of the restart: its schedule starts again from `--lr` (after the warm-up) and
+        /// the model's epoch count grows by this many.
         #[arg(long, default_value_t = 30)]
         epochs: usize,
         #[command(flatten)]

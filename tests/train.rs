@@ -61,30 +61,43 @@ fn the_burn_network_computes_the_reference_forward_pass() {
     }
 }
 
-fn train_args(out: &Path, checkpoint: &Path, seed: &str) -> Vec<String> {
-    [
-        "train",
-        "--arch",
-        "mnist-3layer",
-        "--activation",
-        "square",
+/// `hejob HEAD... --epochs EPOCHS` on the first `images` training images, 1 thread.
+fn hejob_args(
+    head: &[&str],
+    epochs: &str,
+    images: &str,
+    out: &Path,
+    checkpoint: &Path,
+) -> Vec<String> {
+    let data = common::datasets_dir();
+    let tail = [
         "--epochs",
-        "6",
+        epochs,
         "--train-images",
-        "1536",
+        images,
         "--threads",
         "1",
-        "--seed",
-        seed,
         "--out",
         out.to_str().unwrap(),
         "--checkpoint-dir",
         checkpoint.to_str().unwrap(),
         "--data-dir",
-        common::datasets_dir().to_str().unwrap(),
-    ]
-    .map(String::from)
-    .to_vec()
+        data.to_str().unwrap(),
+    ];
+    head.iter().chain(&tail).map(|s| s.to_string()).collect()
+}
+
+fn train_args(out: &Path, checkpoint: &Path, seed: &str) -> Vec<String> {
+    let head = [
+        "train",
+        "--arch",
+        "mnist-3layer",
+        "--activation",
+        "square",
+        "--seed",
+        seed,
+    ];
+    hejob_args(&head, "6", "1536", out, checkpoint)
 }
 
 fn run_ok(args: &[String]) {
@@ -136,28 +149,8 @@ fn a_killed_training_run_resumes_to_the_same_weights() {
     // a restart at learning rate 0 keeps the trained weights (only the batch norms' running
     // statistics move) and adds to the provenance
     let r = d.join("r.h5");
-    run_ok(
-        &[
-            "retrain",
-            "--model",
-            a.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--lr",
-            "0",
-            "--train-images",
-            "256",
-            "--threads",
-            "1",
-            "--out",
-            r.to_str().unwrap(),
-            "--checkpoint-dir",
-            d.join("cr").to_str().unwrap(),
-            "--data-dir",
-            common::datasets_dir().to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
+    let head = ["retrain", "--model", a.to_str().unwrap(), "--lr", "0"];
+    run_ok(&hejob_args(&head, "1", "256", &r, &d.join("cr")));
     let mr = file::load(&r).unwrap();
     for (x, y) in ma.layers.iter().zip(&mr.layers) {
         match (&x.kind, &y.kind) {
@@ -171,30 +164,16 @@ fn a_killed_training_run_resumes_to_the_same_weights() {
     assert!(mr.provenance["weights"].contains("then retrained by hejob retrain from"));
     // prune the result and retrain it briefly
     let p = d.join("p.h5");
-    run_ok(
-        &[
-            "prune",
-            "--model",
-            a.to_str().unwrap(),
-            "--layer",
-            "conv2",
-            "--ratio",
-            "0.2",
-            "--epochs",
-            "1",
-            "--train-images",
-            "512",
-            "--threads",
-            "1",
-            "--out",
-            p.to_str().unwrap(),
-            "--checkpoint-dir",
-            d.join("cp").to_str().unwrap(),
-            "--data-dir",
-            common::datasets_dir().to_str().unwrap(),
-        ]
-        .map(String::from),
-    );
+    let head = [
+        "prune",
+        "--model",
+        a.to_str().unwrap(),
+        "--layer",
+        "conv2",
+        "--ratio",
+        "0.2",
+    ];
+    run_ok(&hejob_args(&head, "1", "512", &p, &d.join("cp")));
     let mp = file::load(&p).unwrap();
     assert_eq!(mp.provenance["conv2_channels"], "40");
     assert!(
