@@ -1,5 +1,5 @@
-//! The `train`, `prune` and `retrain` commands: datasets, initialisation, the checkpoint folder's life,
-//! and the provenance each written model carries.
+//! The `train`, `prune` and `retrain` commands: datasets, initialisation, the checkpoint
+//! folder's life, and the provenance each written model carries.
 
 use std::path::{Path, PathBuf};
 
