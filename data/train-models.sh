@@ -72,16 +72,19 @@ for act in "${activations[@]}"; do
             ;;
         cifar10)
             base=data/cifar10/4layer-$act
+            trained=$base.h5
             if [ "$act" = swish-rg5-deg2 ]; then
                 # 60 epochs left it 2.65 points below the paper: a warm restart of 50 epochs
-                first=data/training/4layer-$act-cycle1.h5
-                [ -e "$base.h5" ] || step "$first" train --arch cifar10-4layer \
-                    --activation "$act" --init torch --lr 6e-3 --epochs 60 --schedule cosine
-                step "$base.h5" retrain --model "$first" --lr 3e-3 --epochs 50 --schedule cosine
-                [ ! -e "$base.h5" ] || rm -f "$first"
+                trained=data/training/4layer-$act-cycle1.h5
             fi
-            step "$base.h5" train --arch cifar10-4layer --activation "$act" --init torch --lr 6e-3 \
-                --epochs 60 --schedule cosine
+            if [ "$trained" = "$base.h5" ] || [ ! -e "$base.h5" ]; then
+                step "$trained" train --arch cifar10-4layer --activation "$act" --init torch \
+                    --lr 6e-3 --epochs 60 --schedule cosine
+            fi
+            if [ "$trained" != "$base.h5" ]; then
+                step "$base.h5" retrain --model "$trained" --lr 3e-3 --epochs 50 --schedule cosine
+                [ ! -e "$base.h5" ] || rm -f "$trained"
+            fi
             [ $prune = 1 ] || continue
             ratios=(10 20)
             [ "$act" = swish-rg7-deg4 ] && ratios+=(30)
