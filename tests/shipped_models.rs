@@ -10,16 +10,17 @@ use std::path::PathBuf;
 
 use hejob::model::{file, plain, LayerKind, Model};
 
-const DIRS: [&str; 2] = ["data/mnist", "data/cifar10"];
+/// The shipped models' folders inside `data/`.
+const DIRS: [&str; 2] = ["mnist", "cifar10"];
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+fn data() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
 /// Every table row of `data/README.md` that names a model file: its path (relative to `data/`)
 /// and the first accuracy after it, hejob's figure, as written (`99.22`).
 fn readme_rows() -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(repo().join("data/README.md")).unwrap();
+    let text = std::fs::read_to_string(data().join("README.md")).unwrap();
     let mut rows = BTreeMap::new();
     for line in text.lines().filter(|l| l.starts_with("| `")) {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -39,10 +40,10 @@ fn readme_rows() -> BTreeMap<String, String> {
 fn shipped_files() -> Vec<String> {
     let mut files = Vec::new();
     for dir in DIRS {
-        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+        for entry in std::fs::read_dir(data().join(dir)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if name.ends_with(".h5") {
-                files.push(format!("{}/{name}", dir.trim_start_matches("data/")));
+                files.push(format!("{dir}/{name}"));
             }
         }
     }
@@ -105,7 +106,7 @@ fn readme_table_and_shipped_files_match() {
 fn shipped_models_carry_their_provenance_and_shape() {
     let rows = readme_rows();
     for name in shipped_files() {
-        let model = file::load(&repo().join("data").join(&name)).unwrap();
+        let model = file::load(&data().join(&name)).unwrap();
         let p = &model.provenance;
         for key in ["architecture", "epochs", "training", "weights", "pruning"] {
             assert!(p.contains_key(key), "{name}: no provenance {key}");
@@ -130,7 +131,7 @@ fn shipped_accuracies_are_measured_again() {
     let root = common::datasets_dir();
     let mut test_sets = BTreeMap::new();
     for name in shipped_files() {
-        let model = file::load(&repo().join("data").join(&name)).unwrap();
+        let model = file::load(&data().join(&name)).unwrap();
         let images = test_sets
             .entry(model.dataset.to_string())
             .or_insert_with(|| model.dataset.load_test(&root).unwrap());
