@@ -5,8 +5,30 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::seal::{CkksParams, Client, Context, Evaluator, OpCounts, Result};
+use crate::he::packing::PackingId;
+use crate::seal::{CkksParams, Client, Context, Evaluator, Result};
 use crate::sys::{peak_rss_mb, reset_peak_rss};
+
+/// A benchmark run in a child process that did not give its result.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    He(#[from] crate::he::HeError),
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    ThreadPool(#[from] crate::pool::PoolError),
+    #[error("the benchmark process's result: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("starting the benchmark process: {0}")]
+    Spawn(std::io::Error),
+    #[error("the benchmark of {0} failed (its messages are above)")]
+    Failed(String),
+    #[error("the benchmark process printed no result")]
+    NoResult,
+}
 
 /// The measured costs at one parameter set.
 #[derive(Debug, Serialize)]
@@ -43,8 +65,7 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
     let relin_only = client.evaluation_keys(&[], true)?.to_bytes()?.len();
     let galois_key_bytes_per_step = keys.to_bytes()?.len() - relin_only;
     let ev = Evaluator::new(ctx.clone(), keys)?;
-    let counts = OpCounts::default();
-    let ops = ev.ops(&counts);
+    let ops = &ev;
     let (top, scale, slots) = (ctx.top_level(), params.scale(), ctx.slots());
     let values: Vec<f64> = (0..slots).map(|i| (i % 100) as f64 / 100.0).collect();
     let a = client.encrypt(&values, top, scale)?;
@@ -144,7 +165,7 @@ pub fn markdown(results: &[OpBench]) -> String {
 pub struct PackingBench {
     pub arch: String,
     pub activation: String,
-    pub packing: String,
+    pub packing: PackingId,
     pub threads: usize,
     pub params: CkksParams,
     pub depth: usize,
@@ -154,7 +175,7 @@ pub struct PackingBench {
     pub latency_s: f64,
     pub per_image_s: f64,
     pub stages: Vec<crate::he::packing::Stage>,
-    pub totals: crate::seal::OpTally,
+    pub totals: crate::he::counts::OpTally,
     pub peak_rss_mb: Option<f64>,
     pub evaluation_keys_mb: f64,
     /// Weight plaintexts encoded once per model (`channel-fast`), MB.
@@ -175,7 +196,7 @@ pub struct PackingBench {
 pub struct PackingConfig {
     pub arch: crate::model::arch::Arch,
     pub activation: String,
-    pub packing: String,
+    pub packing: PackingId,
     pub threads: usize,
     /// Consecutive runs in one process; the median of runs 2.. is reported (the paper reports
     /// runs 2–4).
@@ -187,17 +208,14 @@ pub struct PackingConfig {
 }
 
 /// Benchmarks `c.packing` on a random `c.arch` model with `c.activation` on `c.threads` threads.
-pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, crate::Error> {
-    use crate::he::{infer::Session, packing::by_name};
-    let (arch, activation, packing) = (c.arch, c.activation.as_str(), c.packing.as_str());
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(c.threads)
-        .build()
-        .map_err(|e| crate::Error::Usage(format!("thread pool: {e}")))?;
+pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, BenchError> {
+    use crate::he::infer::Session;
+    let (arch, activation, packing) = (c.arch, c.activation.as_str(), c.packing);
+    let pool = crate::pool::threads(c.threads)?;
     pool.install(|| {
         let model = crate::model::arch::random_model(arch, activation, None, 0)?;
         let keygen = Instant::now();
-        let session = Session::new(model, by_name(packing)?, c.scale_bits)?;
+        let session = Session::new(model, packing, c.scale_bits)?;
         let keygen_s = keygen.elapsed().as_secs_f64();
         let keys_mb = session.worker.evaluation_keys().uncompressed_size()? as f64 / 1e6;
         // peak memory of the runs, with the keys resident (key generation's own peak left out)
@@ -228,7 +246,7 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
         Ok(PackingBench {
             arch: arch.name().to_string(),
             activation: activation.to_string(),
-            packing: packing.to_string(),
+            packing,
             threads: c.threads,
             params: session.plan().params.clone(),
             depth: session.plan().depth,
@@ -250,11 +268,9 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, cra
 
 /// Runs [`bench_packing`] for one configuration in a child `hejob bench-packings` process, so
 /// that the peak memory it reports is its own.
-pub fn bench_packing_in_child(
-    c: &PackingConfig,
-) -> std::result::Result<PackingBench, crate::Error> {
+pub fn bench_packing_in_child(c: &PackingConfig) -> std::result::Result<PackingBench, BenchError> {
     let (arch, activation, packing, threads) = (c.arch, &c.activation, &c.packing, c.threads);
-    let exe = std::env::current_exe().map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let exe = std::env::current_exe().map_err(BenchError::Spawn)?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
         "bench-packings",
@@ -266,7 +282,7 @@ pub fn bench_packing_in_child(
     ])
     .args([
         "--packings",
-        packing,
+        &packing.to_string(),
         "--threads",
         &threads.to_string(),
         "--runs",
@@ -279,19 +295,15 @@ pub fn bench_packing_in_child(
     if let Some(s) = c.scale_bits {
         cmd.args(["--scale-bits", &s.to_string()]);
     }
-    let out = cmd
-        .output()
-        .map_err(|e| crate::Error::Usage(e.to_string()))?;
+    let out = cmd.output().map_err(BenchError::Spawn)?;
     if !out.status.success() {
-        return Err(crate::Error::Usage(format!(
-            "benchmark of {} {activation} {packing} on {threads} thread(s) failed",
+        return Err(BenchError::Failed(format!(
+            "{} {activation} {packing} on {threads} thread(s)",
             arch.name()
         )));
     }
     let mut parsed: Vec<PackingBench> = serde_json::from_slice(&out.stdout)?;
-    parsed
-        .pop()
-        .ok_or_else(|| crate::Error::Usage("the benchmark child printed no result".into()))
+    parsed.pop().ok_or(BenchError::NoResult)
 }
 
 /// Deterministic pseudo-random pixel bytes (benchmarks measure cost, not accuracy).
@@ -321,7 +333,7 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
     );
     for r in results {
         let faithful = results.iter().find(|f| {
-            f.packing == "channel"
+            f.packing == PackingId::Channel
                 && (&f.arch, &f.activation, f.threads) == (&r.arch, &r.activation, r.threads)
         });
         let ratio = faithful.map_or(String::new(), |f| {

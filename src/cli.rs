@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
+use crate::he::packing::PackingId;
 use crate::model::arch::Arch;
 use crate::model::poly::Function;
 
@@ -38,198 +40,245 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Least-squares polynomial fit of ReLU or Swish over [-R, R].
-    Fit {
-        #[arg(long, value_enum)]
-        function: Function,
-        /// Half-width R of the interval [-R, R].
-        #[arg(long)]
-        range: f64,
-        #[arg(long)]
-        degree: usize,
-        /// Print {"coefficients": [c0, c1, ..., cD]}.
-        #[arg(long)]
-        json: bool,
-    },
+    Fit(FitArgs),
     /// Create or inspect model files.
     #[command(subcommand)]
     Model(ModelCommand),
     /// Plain (unencrypted) test accuracy of a model on the test set it names.
-    Eval {
-        #[arg(long)]
-        model: PathBuf,
-        /// Evaluate only the first N test images.
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Also list the images whose two largest logits are within 2×E of each other: the only
-        /// ones that an encrypted evaluation with every logit error below E can classify
-        /// differently from the plain network.
-        #[arg(long, value_name = "E")]
-        logit_error: Option<f64>,
-        #[arg(long)]
-        json: bool,
-    },
+    Eval(EvalArgs),
     /// Plan encrypted evaluation (depth, parameters, rotation keys, operation counts) without
     /// encrypting anything.
-    Plan {
-        #[arg(long)]
-        model: PathBuf,
-        /// channel (the paper's channel-wise method), channel-fast (channel-wise with many
-        /// channels per ciphertext, about 40× faster) or batch (batch-axis).
-        #[arg(long)]
-        packing: String,
-        #[command(flatten)]
-        precision: Precision,
-        #[arg(long)]
-        json: bool,
-    },
+    Plan(PlanArgs),
     /// Turn result files into the paper's tables (Markdown, CSV), a per-layer breakdown and
     /// Fig. 5.1 (SVG, PNG): DIR/report.md, report.csv, layers.csv, fig-5-1.svg, fig-5-1.png.
-    Report {
-        /// Result files written by jobs (results/*.h5).
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Folder for the report (created if absent).
-        #[arg(long, default_value = "results/report")]
-        out: PathBuf,
-    },
+    Report(ReportArgs),
     /// Verify or download the official dataset files.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
     /// Time every CKKS operation on one thread and print key and ciphertext sizes.
-    BenchOps {
-        /// Ring degrees to measure.
-        #[arg(long, value_delimiter = ',', default_values_t = [8192u64, 16384, 32768])]
-        degrees: Vec<u64>,
-        /// Minimum seconds spent timing each operation.
-        #[arg(long, default_value_t = 1.0)]
-        seconds: f64,
-        /// Print JSON instead of a markdown table.
-        #[arg(long)]
-        json: bool,
-    },
+    BenchOps(BenchOpsArgs),
     /// Benchmark the packings on the paper's networks (random weights): latency with each
     /// thread count, per-stage time, operation counts, peak memory, key sizes.
-    BenchPackings {
-        #[arg(long, value_delimiter = ',', default_value = "mnist-3layer")]
-        arch: Vec<Arch>,
-        #[arg(long, value_delimiter = ',', default_values_t = ["square".to_string(), "swish-rg5-deg2".to_string(), "swish-rg7-deg4".to_string()])]
-        activations: Vec<String>,
-        #[arg(long, value_delimiter = ',', default_values_t = ["channel".to_string(), "batch".to_string()])]
-        packings: Vec<String>,
-        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
-        threads: Vec<usize>,
-        /// Consecutive runs per configuration; the median of runs 2.. is reported.
-        #[arg(long, default_value_t = 1)]
-        runs: usize,
-        /// Images per batch-axis run (default: a full batch of N/2).
-        #[arg(long)]
-        batch_images: Option<usize>,
-        #[command(flatten)]
-        precision: Precision,
-        #[arg(long)]
-        json: bool,
-    },
+    BenchPackings(BenchPackingsArgs),
     /// Train one of the paper's architectures from random weights and write the model file
     /// (resumable: a checkpoint after every epoch).
     #[cfg(feature = "train")]
-    Train {
-        #[command(flatten)]
-        net: NetArgs,
-        /// How the conv and dense weights are drawn before training (default: PyTorch's, as the
-        /// paper trained).
-        #[arg(long, value_enum, default_value_t = crate::model::arch::WeightInit::TorchDefault)]
-        init: crate::model::arch::WeightInit,
-        /// The trained model file to write.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 200)]
-        epochs: usize,
-        #[command(flatten)]
-        training: TrainArgs,
-    },
+    Train(TrainArgs),
     /// Remove the smallest-L1 fraction of a conv layer's filters (and what reads them), then
     /// retrain (resumable).
     #[cfg(feature = "train")]
-    Prune {
-        #[arg(long)]
-        model: PathBuf,
-        /// The conv layer to prune.
-        #[arg(long)]
-        layer: String,
-        /// Fraction of its filters to remove (floor(ratio × filters) are removed).
-        #[arg(long)]
-        ratio: f64,
-        #[arg(long)]
-        out: PathBuf,
-        /// Retraining epochs (0: prune only).
-        #[arg(long, default_value_t = 30)]
-        epochs: usize,
-        #[command(flatten)]
-        training: TrainArgs,
-    },
+    Prune(PruneArgs),
     /// Continue training a trained model, from its weights and batch-norm statistics, on a
     /// fresh learning-rate schedule: a warm restart for a network that stopped short of its
     /// accuracy (resumable).
     #[cfg(feature = "train")]
-    Retrain {
-        /// The trained model to start from.
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Epochs of the restart: its schedule starts again from `--lr` (after the warm-up) and
-        /// the model's epoch count grows by this many.
-        #[arg(long, default_value_t = 30)]
-        epochs: usize,
-        #[command(flatten)]
-        training: TrainArgs,
-    },
+    Retrain(RetrainArgs),
     /// Re-estimate every batch norm's mean and variance on the unaugmented training images
     /// (for a model trained with augmentation before hejob did this itself); weights untouched.
-    Recalibrate {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Use only the first N training images (default: all).
-        #[arg(long)]
-        limit: Option<usize>,
-        /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
+    Recalibrate(RecalibrateArgs),
     /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
     /// and compare each with the plaintext reference.
-    Infer {
-        #[arg(long)]
-        model: PathBuf,
-        #[arg(long)]
-        packing: String,
-        /// Classify test images offset..offset+limit.
-        #[arg(long, default_value_t = 1)]
-        limit: usize,
-        #[arg(long, default_value_t = 0)]
-        offset: usize,
-        /// Classify these test images instead (comma-separated indices, e.g. the `at_risk` ones of
-        /// `hejob eval --logit-error`).
-        #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "offset"])]
-        images: Vec<usize>,
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        #[command(flatten)]
-        precision: Precision,
-        #[arg(long)]
-        json: bool,
-    },
+    Infer(InferArgs),
+}
+
+/// The arguments of `hejob fit`.
+#[derive(Debug, clap::Args)]
+pub struct FitArgs {
+    #[arg(long, value_parser = one_of(&Function::ALL, Function::name))]
+    pub function: Function,
+    /// Half-width R of the interval [-R, R].
+    #[arg(long)]
+    pub range: f64,
+    #[arg(long)]
+    pub degree: usize,
+    /// Print {"coefficients": [c0, c1, ..., cD]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `hejob eval`.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also list the images whose two largest logits are within 2×E of each other: the only
+    /// ones that an encrypted evaluation with every logit error below E can classify
+    /// differently from the plain network.
+    #[arg(long, value_name = "E")]
+    pub logit_error: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `hejob plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// channel (the paper's channel-wise method), channel-fast (channel-wise with many
+    /// channels per ciphertext, about 40× faster) or batch (batch-axis).
+    #[arg(long)]
+    pub packing: PackingId,
+    #[command(flatten)]
+    pub precision: Precision,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `hejob report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// Result files written by jobs (results/*.h5).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Folder for the report (created if absent).
+    #[arg(long, default_value = "results/report")]
+    pub out: PathBuf,
+}
+
+/// The arguments of `hejob bench-ops`.
+#[derive(Debug, clap::Args)]
+pub struct BenchOpsArgs {
+    /// Ring degrees to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [8192u64, 16384, 32768])]
+    pub degrees: Vec<u64>,
+    /// Minimum seconds spent timing each operation.
+    #[arg(long, default_value_t = 1.0)]
+    pub seconds: f64,
+    /// Print JSON instead of a markdown table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `hejob bench-packings`.
+#[derive(Debug, clap::Args)]
+pub struct BenchPackingsArgs {
+    #[arg(long, value_delimiter = ',', default_value = "mnist-3layer", value_parser = one_of(&Arch::ALL, Arch::name))]
+    pub arch: Vec<Arch>,
+    #[arg(long, value_delimiter = ',', default_values_t = ["square".to_string(), "swish-rg5-deg2".to_string(), "swish-rg7-deg4".to_string()])]
+    pub activations: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_values_t = [PackingId::Channel, PackingId::Batch])]
+    pub packings: Vec<PackingId>,
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    pub threads: Vec<usize>,
+    /// Consecutive runs per configuration; the median of runs 2.. is reported.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Images per batch-axis run (default: a full batch of N/2).
+    #[arg(long)]
+    pub batch_images: Option<usize>,
+    #[command(flatten)]
+    pub precision: Precision,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The arguments of `hejob train`.
+#[cfg(feature = "train")]
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// How the conv and dense weights are drawn before training (default: PyTorch's, as the
+    /// paper trained).
+    #[arg(long, default_value = "torch", value_parser = one_of(&crate::model::arch::WeightInit::ALL, crate::model::arch::WeightInit::name))]
+    pub init: crate::model::arch::WeightInit,
+    /// The trained model file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+}
+
+/// The arguments of `hejob prune`.
+#[cfg(feature = "train")]
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The conv layer to prune.
+    #[arg(long)]
+    pub layer: String,
+    /// Fraction of its filters to remove (floor(ratio × filters) are removed).
+    #[arg(long)]
+    pub ratio: f64,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Retraining epochs (0: prune only).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+}
+
+/// The arguments of `hejob retrain`.
+#[cfg(feature = "train")]
+#[derive(Debug, clap::Args)]
+pub struct RetrainArgs {
+    /// The trained model to start from.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Epochs of the restart: its schedule starts again from `--lr` (after the warm-up) and
+    /// the model's epoch count grows by this many.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+}
+
+/// The arguments of `hejob recalibrate`.
+#[derive(Debug, clap::Args)]
+pub struct RecalibrateArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Use only the first N training images (default: all).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Dataset folder (else $HEJOB_DATASETS, else data/datasets).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The arguments of `hejob infer`.
+#[derive(Debug, clap::Args)]
+pub struct InferArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub packing: PackingId,
+    /// Classify test images offset..offset+limit.
+    #[arg(long, default_value_t = 1)]
+    pub limit: usize,
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Classify these test images instead (comma-separated indices, e.g. the `at_risk` ones of
+    /// `hejob eval --logit-error`).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "offset"])]
+    pub images: Vec<usize>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub precision: Precision,
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Training settings shared by `train`, `prune` and `retrain`.
 #[cfg(feature = "train")]
 #[derive(Debug, clap::Args)]
-pub struct TrainArgs {
+pub struct TrainingArgs {
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
     /// Peak learning rate of AdamW.
@@ -293,7 +342,7 @@ pub struct Precision {
 /// Which of the paper's networks: architecture, activation, conv2 width.
 #[derive(Debug, clap::Args)]
 pub struct NetArgs {
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = one_of(&Arch::ALL, Arch::name))]
     pub arch: Arch,
     /// Activation name (square, relu, swish, relu-rg5-deg2, ..., swish-rg7-deg4).
     #[arg(long)]
@@ -343,4 +392,49 @@ pub enum DatasetsCommand {
         #[arg(long)]
         dataset: Option<crate::data::Dataset>,
     },
+}
+
+/// A parser that takes exactly the names of `all` (listed in `--help`) and gives the value
+/// named: the library's enums stay free of clap.
+fn one_of<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(&T) -> &'static str,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(all.iter().map(name)).map(move |s: String| {
+        *all.iter()
+            .find(|v| name(v) == s)
+            .expect("clap passes only a listed name")
+    })
+}
+
+#[cfg(feature = "train")]
+impl From<&NetArgs> for crate::train::command::Network {
+    fn from(a: &NetArgs) -> Self {
+        Self {
+            arch: a.arch,
+            activation: a.activation.clone(),
+            conv2_channels: a.conv2_channels,
+        }
+    }
+}
+
+#[cfg(feature = "train")]
+impl From<&TrainingArgs> for crate::train::command::Options {
+    fn from(a: &TrainingArgs) -> Self {
+        Self {
+            batch: a.batch,
+            lr: a.lr,
+            cosine: a.schedule == LrSchedule::Cosine,
+            warmup_epochs: a.warmup_epochs,
+            clip: a.clip,
+            weight_decay: a.weight_decay,
+            seed: a.seed,
+            augment: !a.no_augment,
+            train_images: a.train_images,
+            recalibrate_bn: a.recalibrate_bn,
+            checkpoint_dir: a.checkpoint_dir.clone(),
+            data_dir: a.data_dir.clone(),
+            threads: a.threads,
+        }
+    }
 }

@@ -20,6 +20,29 @@ pub enum Error {
     Report(#[from] crate::report::ReportError),
     #[error("writing JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
+}
+
+/// A command line that asks for something impossible: each names the argument.
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error("give --config FILE or a command (see --help)")]
+    NoCommand,
+    #[error(
+        "fit needs a positive finite --range and --degree of at most 12 (got {range}, {degree})"
+    )]
+    Fit { range: f64, degree: usize },
+    #[error("--limit {limit} is beyond the {available} images of the {dataset} test set")]
+    Limit {
+        limit: usize,
+        available: usize,
+        dataset: crate::data::Dataset,
+    },
+    #[error("--logit-error {0} must be a finite number ≥ 0")]
+    LogitError(f64),
+    #[error("image {index} is beyond the {available} test images")]
+    Image { index: usize, available: usize },
 }

@@ -8,13 +8,15 @@ pub mod cli;
 pub mod commands;
 pub mod data;
 mod error;
+mod frame;
 pub mod he;
 pub mod job;
 pub mod model;
+mod pool;
 pub mod report;
 pub mod seal;
 pub mod sys;
 #[cfg(feature = "train")]
 pub mod train;
 
-pub use error::Error;
+pub use error::{Error, UsageError};

@@ -2,7 +2,7 @@
 
 mod common;
 
-use hejob::he::packing::by_name;
+use hejob::he::packing::PackingId;
 use hejob::he::{plan::plan, Network};
 use hejob::model::arch::{random_model, Arch};
 use hejob::model::{Activation, Layer, LayerKind, Shape};
@@ -14,7 +14,12 @@ fn mnist(act: &str, conv2: usize) -> Network {
 #[test]
 fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
     for c2 in [50usize, 40, 32] {
-        let p = plan(by_name("channel").unwrap(), &mnist("square", c2), None).unwrap();
+        let p = plan(
+            "channel".parse::<PackingId>().unwrap(),
+            &mnist("square", c2),
+            None,
+        )
+        .unwrap();
         let t = p.totals;
         let c2 = c2 as u64;
         assert_eq!(t.rotation, 25 + 125 + c2 + 10 * 13, "C2={c2}");
@@ -25,7 +30,12 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
         assert_eq!(p.params.poly_modulus_degree, 16384);
         assert_eq!(p.slots, 8192);
     }
-    let paper = plan(by_name("channel").unwrap(), &mnist("square", 50), None).unwrap();
+    let paper = plan(
+        "channel".parse::<PackingId>().unwrap(),
+        &mnist("square", 50),
+        None,
+    )
+    .unwrap();
     assert_eq!(
         (
             paper.totals.rotation,
@@ -39,7 +49,12 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
 #[test]
 fn channel_fast_counts_of_the_mnist_3layer_cnn() {
     for c2 in [50usize, 40, 32] {
-        let p = plan(by_name("channel-fast").unwrap(), &mnist("square", c2), None).unwrap();
+        let p = plan(
+            "channel-fast".parse::<PackingId>().unwrap(),
+            &mnist("square", c2),
+            None,
+        )
+        .unwrap();
         let stage = |name: &str| p.layers.iter().find(|s| s.name == name).unwrap().counts;
         // conv1 from the client's 25 im2col ciphertexts: one product each, no rotation
         assert_eq!(p.input_ciphertexts, 25, "C2={c2}");
@@ -64,13 +79,13 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
         assert_eq!(p.memory.stored_plaintexts, 169);
     }
     let faithful = plan(
-        by_name("channel").unwrap(),
+        "channel".parse::<PackingId>().unwrap(),
         &mnist("swish-rg7-deg4", 50),
         None,
     )
     .unwrap();
     let fast = plan(
-        by_name("channel-fast").unwrap(),
+        "channel-fast".parse::<PackingId>().unwrap(),
         &mnist("swish-rg7-deg4", 50),
         None,
     )
@@ -83,7 +98,12 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
 
 #[test]
 fn batch_counts_follow_table_4_1() {
-    let p = plan(by_name("batch").unwrap(), &mnist("square", 50), None).unwrap();
+    let p = plan(
+        "batch".parse::<PackingId>().unwrap(),
+        &mnist("square", 50),
+        None,
+    )
+    .unwrap();
     // conv: OC·IC·KH·KW·OH·OW; FC: OU·IU; square: one per value
     assert_eq!(
         p.totals.hmulplain,
@@ -97,15 +117,20 @@ fn batch_counts_follow_table_4_1() {
 
 #[test]
 fn deeper_activations_cost_more_levels_and_parameters_stay_secure() {
-    let square = plan(by_name("channel").unwrap(), &mnist("square", 50), None).unwrap();
+    let square = plan(
+        "channel".parse::<PackingId>().unwrap(),
+        &mnist("square", 50),
+        None,
+    )
+    .unwrap();
     let deg2 = plan(
-        by_name("channel").unwrap(),
+        "channel".parse::<PackingId>().unwrap(),
         &mnist("swish-rg5-deg2", 50),
         None,
     )
     .unwrap();
     let deg4 = plan(
-        by_name("channel").unwrap(),
+        "channel".parse::<PackingId>().unwrap(),
         &mnist("swish-rg7-deg4", 50),
         None,
     )
@@ -122,7 +147,7 @@ fn deeper_activations_cost_more_levels_and_parameters_stay_secure() {
 fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
     // depth 5 at 2^28: [28 + h, 28 × 5, 28 + h] fits N = 8192's 218 bits with h = 11
     let p = plan(
-        by_name("channel-fast-x2").unwrap(),
+        "channel-fast-x2".parse::<PackingId>().unwrap(),
         &mnist("square", 50),
         Some(28),
     )
@@ -136,7 +161,7 @@ fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
     // depth 7 does not fit N = 8192 even with 10 bits of headroom (226 bits): N = 16384,
     // with the full 20 bits
     let p = plan(
-        by_name("channel-fast").unwrap(),
+        "channel-fast".parse::<PackingId>().unwrap(),
         &mnist("swish-rg7-deg4", 50),
         Some(28),
     )
@@ -146,7 +171,7 @@ fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
     assert_eq!(p.params.coeff_modulus_bits.last(), Some(&48));
     // the default search is not changed by the option's existence
     let p = plan(
-        by_name("channel-fast-x2").unwrap(),
+        "channel-fast-x2".parse::<PackingId>().unwrap(),
         &mnist("square", 50),
         None,
     )
@@ -158,7 +183,7 @@ fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
     // a fixed 40-bit scale is the default chain; plans at other scales differ, digests too
     let fixed = |s| {
         plan(
-            by_name("channel-fast-x2").unwrap(),
+            "channel-fast-x2".parse::<PackingId>().unwrap(),
             &mnist("square", 50),
             Some(s),
         )
@@ -170,9 +195,13 @@ fn a_fixed_scale_takes_the_compact_chain_in_the_smallest_ring() {
         vec![56, 36, 36, 36, 36, 36, 56]
     );
     assert_ne!(q.digest(), p.digest());
-    let err = plan(by_name("channel").unwrap(), &mnist("square", 50), Some(12))
-        .unwrap_err()
-        .to_string();
+    let err = plan(
+        "channel".parse::<PackingId>().unwrap(),
+        &mnist("square", 50),
+        Some(12),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("scale_bits 12 is outside"), "{err}");
 }
 
@@ -190,7 +219,7 @@ fn bits(first: i32, scale: i32, depth: usize, special: i32) -> Vec<i32> {
 
 #[test]
 fn the_default_search_raises_a_tight_scale_with_the_compact_chain_in_the_same_ring() {
-    let batch = by_name("batch").unwrap();
+    let batch = "batch".parse::<PackingId>().unwrap();
     // depth 10: the standard chain holds 2^32 in N = 16384 ([52, 32×10, 60]); the compact one
     // 2^34 in the same ring and the same number of primes
     let p = plan(batch, &cifar("swish-rg7-deg4"), None).unwrap();
@@ -204,7 +233,12 @@ fn the_default_search_raises_a_tight_scale_with_the_compact_chain_in_the_same_ri
 
 #[test]
 fn batch_axis_convolution_stages_are_pipelined_so_no_intermediate_map_is_held_whole() {
-    let p = plan(by_name("batch").unwrap(), &cifar("swish-rg7-deg4"), None).unwrap();
+    let p = plan(
+        "batch".parse::<PackingId>().unwrap(),
+        &cifar("swish-rg7-deg4"),
+        None,
+    )
+    .unwrap();
     let ct = |count: u64, primes: u64| count * 2 * 16384 * primes * 8;
     // the input (3×32×32 at the top level, 11 primes) is live at the start ...
     let input = ct(3 * 32 * 32, 11);
@@ -230,7 +264,7 @@ fn too_deep_and_non_polynomial_networks_fail_at_planning() {
         ));
     }
     let net = Network::from_layers(Shape::new(1, 1, 1), &layers).unwrap();
-    let err = plan(by_name("batch").unwrap(), &net, None)
+    let err = plan("batch".parse::<PackingId>().unwrap(), &net, None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -244,7 +278,7 @@ fn too_deep_and_non_polynomial_networks_fail_at_planning() {
         err.contains("layer 1 (act1)") && err.contains("not a polynomial"),
         "{err}"
     );
-    assert!(by_name("diagonal").is_err());
+    assert!("diagonal".parse::<PackingId>().is_err());
 }
 
 #[test]

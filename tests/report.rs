@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use hejob::he::infer::ImageRecord;
-use hejob::he::packing::{self, Evaluation, Stage};
+use hejob::he::packing::{Evaluation, PackingId, Stage};
 use hejob::he::{plan, Network};
 use hejob::job::results::{JobResult, Summary};
 use hejob::model::arch::{self, Arch};
@@ -33,7 +33,7 @@ fn write_result(
             .insert("weights".into(), "trained by the report test".into());
     }
     let net = Network::from_model(&model).unwrap();
-    let plan = plan::plan(packing::by_name(packing).unwrap(), &net, None).unwrap();
+    let plan = plan::plan(packing.parse::<PackingId>().unwrap(), &net, None).unwrap();
     let runs: Vec<Evaluation> = seconds
         .iter()
         .map(|&s| Evaluation {
@@ -178,7 +178,7 @@ fn result_files_read_back_to_what_was_written() {
     assert_eq!(e.summary.mean_latency_s, 8.0);
     assert_eq!(e.summary.plain_accuracy, 0.5);
     assert_eq!(e.summary.he_accuracy, 1.0);
-    assert_eq!(e.packing, "channel");
+    assert_eq!(e.packing, PackingId::Channel);
     assert_eq!(e.architecture.as_deref(), Some("cifar10-4layer"));
     assert_eq!(e.conv2, Some(52));
     assert!(!e.random_weights);

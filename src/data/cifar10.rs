@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::Shape;
 use super::{DataError, Images, Split};
-use crate::model::Shape;
 
 const RECORD: usize = 1 + 3072;
 const PER_FILE: usize = 10_000;

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use super::Shape;
 use super::{read_maybe_gz, DataError, Images, Split};
-use crate::model::Shape;
 
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;

@@ -5,12 +5,13 @@ pub mod checksums;
 pub mod cifar10;
 pub mod fetch;
 pub mod mnist;
+mod shape;
+
+pub use shape::Shape;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-
-use crate::model::Shape;
 
 /// Everything that can be wrong with a dataset, each naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum DataError {
     UnknownDataset(String),
     #[error("downloading {url}: {reason}")]
     Download { url: String, reason: String },
+    #[error("{bad} dataset file(s) under {dir} are missing or fail their checksum")]
+    Incomplete { dir: PathBuf, bad: usize },
 }
 
 impl DataError {

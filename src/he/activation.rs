@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::exec::{Ct, Exec, Pt};
+use super::exec::{Backend, Exec};
 use super::HeError;
 
 /// The highest degree the packings evaluate.
@@ -45,12 +45,12 @@ pub fn depth(coeffs: &[f64]) -> usize {
 /// `exec`), summed, and rescaled once: a monic leading power is left unrescaled from its last
 /// product, `c₃x³` is `x² · (c₃x)` so that it costs no extra level, and the other terms are a
 /// power times a scalar encoded at exactly the scale that lands on `S_top²`.
-pub fn evaluate(
-    exec: &Exec,
-    x: Ct,
+pub fn evaluate<B: Backend>(
+    exec: &Exec<B>,
+    x: B::Ct,
     coeffs: &[f64],
-    constant: &dyn Fn(f64, usize, f64) -> Result<Arc<Pt>, HeError>,
-) -> Result<Ct, HeError> {
+    constant: &dyn Fn(f64, usize, f64) -> Result<Arc<B::Pt>, HeError>,
+) -> Result<B::Ct, HeError> {
     let d = coeffs.len() - 1;
     let l = exec.level(&x);
     let depth = depth(coeffs);
@@ -73,7 +73,7 @@ pub fn evaluate(
             .ok_or(HeError::Internal("x² not computed".into()))
     };
     // c·x rescaled to level l−1 with the table scale (None if c encodes to zero)
-    let scaled_x = |c: f64| -> Result<Option<Ct>, HeError> {
+    let scaled_x = |c: f64| -> Result<Option<B::Ct>, HeError> {
         let pc = exec.encode_scalar(c, l, exec.scale(l))?;
         let Some(mut t) = exec.multiply_plain(&x, &pc)? else {
             return Ok(None);
@@ -82,7 +82,7 @@ pub fn evaluate(
         Ok(Some(t))
     };
     // the terms are independent once x² exists: computed in parallel, added in order
-    let term = |k: usize| -> Result<Option<Ct>, HeError> {
+    let term = |k: usize| -> Result<Option<B::Ct>, HeError> {
         let c = coeffs[k];
         if c == 0.0 {
             return Ok(None);
@@ -117,7 +117,7 @@ pub fn evaluate(
             }
         })
     };
-    let terms: Vec<Option<Ct>> = {
+    let terms: Vec<Option<B::Ct>> = {
         use rayon::prelude::*;
         (1..d + 1)
             .into_par_iter()
@@ -125,7 +125,7 @@ pub fn evaluate(
             .map(term)
             .collect::<Result<_, _>>()?
     };
-    let mut sum: Option<Ct> = None;
+    let mut sum: Option<B::Ct> = None;
     for t in terms.into_iter().flatten() {
         exec.accumulate(&mut sum, t)?;
     }

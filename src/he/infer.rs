@@ -8,15 +8,16 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::counts::OpTally;
 use super::exec::Store;
-use super::packing::{self, Evaluation, Packing};
+use super::packing::{self, Evaluation, PackingId};
 use super::plan::{self, Plan};
 use super::{HeError, Network};
 use crate::data::Images;
 use crate::model::{plain, Model};
+use crate::seal::Plaintext;
 use crate::seal::{
-    Ciphertext, Client, Context, Encryptor, EvaluationKeys, Evaluator, OpTally, PublicKey,
-    SealError,
+    Ciphertext, Client, Context, Encryptor, EvaluationKeys, Evaluator, PublicKey, SealError,
 };
 
 /// The outcome for one image.
@@ -56,7 +57,7 @@ struct RunHead {
 }
 
 impl RunOutput {
-    /// Bytes: the head's length (u64 LE), the JSON head, then each ciphertext's SEAL bytes.
+    /// Bytes: a frame ([`crate::frame`]) of a JSON head and each ciphertext's SEAL bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, HeError> {
         let cts = self
             .outputs
@@ -69,13 +70,8 @@ impl RunOutput {
             latency_s: self.latency_s,
             ciphertext_bytes: cts.iter().map(Vec::len).collect(),
         };
-        let head = serde_json::to_vec(&head).map_err(|e| HeError::Internal(e.to_string()))?;
-        let mut out = (head.len() as u64).to_le_bytes().to_vec();
-        out.extend(head);
-        for ct in cts {
-            out.extend(ct);
-        }
-        Ok(out)
+        let tail: Vec<&[u8]> = cts.iter().map(Vec::as_slice).collect();
+        crate::frame::write(&head, &tail).map_err(|e| HeError::Internal(e.to_string()))
     }
 
     /// Reads bytes written by [`RunOutput::to_bytes`]; each ciphertext is validated by SEAL
@@ -87,16 +83,8 @@ impl RunOutput {
                 reason: reason.to_string(),
             })
         };
-        let (len, rest) = bytes
-            .split_first_chunk::<8>()
-            .ok_or_else(|| malformed("shorter than its length prefix"))?;
-        let len = u64::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(malformed("shorter than its head"));
-        }
-        let (head, mut rest) = rest.split_at(len);
-        let head: RunHead =
-            serde_json::from_slice(head).map_err(|e| malformed(&format!("head: {e}")))?;
+        let (head, mut rest): (RunHead, _) =
+            crate::frame::read(bytes).map_err(|e| malformed(&e.to_string()))?;
         let mut outputs = Vec::with_capacity(head.ciphertext_bytes.len());
         for &n in &head.ciphertext_bytes {
             if rest.len() < n {
@@ -123,19 +111,20 @@ pub struct Owner {
     pub model: Model,
     pub net: Network,
     pub plan: Plan,
-    pub packing: &'static dyn Packing,
+    pub packing: PackingId,
     client: Client,
 }
 
 impl Owner {
-    /// Generates a key pair for `plan` (made for `model` under `packing`); returns the owner
-    /// and the evaluation keys for exactly the plan's rotation steps.
+    /// Generates a key pair for `plan` (made for `model`, folded into `net`, under
+    /// `packing`); returns the owner and the evaluation keys for exactly the plan's rotation
+    /// steps.
     pub fn new(
         model: Model,
-        packing: &'static dyn Packing,
+        net: Network,
+        packing: PackingId,
         plan: Plan,
     ) -> Result<(Self, EvaluationKeys), HeError> {
-        let net = Network::from_model(&model)?;
         let client = Client::new(Context::new(&plan.params)?)?;
         let keys = client.evaluation_keys(&plan.rotation_steps, true)?;
         let owner = Self {
@@ -162,6 +151,7 @@ impl Owner {
     pub fn worker(&self, keys: EvaluationKeys) -> Result<Worker, HeError> {
         Worker::new(
             self.model.clone(),
+            self.net.clone(),
             self.packing,
             self.context().clone(),
             self.public_key(),
@@ -222,23 +212,24 @@ impl Owner {
 pub struct Worker {
     model: Model,
     net: Network,
-    packing: &'static dyn Packing,
+    packing: PackingId,
     encryptor: Encryptor,
     evaluator: Evaluator,
     /// The model's weight plaintexts, encoded once (packings that store them).
-    store: Store,
+    store: Store<Plaintext>,
 }
 
 impl Worker {
-    /// A worker for `model` under `packing` with the owner's public key and evaluation keys.
+    /// A worker for `model` (folded into `net`) under `packing` with the owner's public key
+    /// and evaluation keys.
     pub fn new(
         model: Model,
-        packing: &'static dyn Packing,
+        net: Network,
+        packing: PackingId,
         context: Arc<Context>,
         public: &PublicKey,
         keys: EvaluationKeys,
     ) -> Result<Self, HeError> {
-        let net = Network::from_model(&model)?;
         let evaluator = Evaluator::new(context.clone(), keys)?;
         let start = Instant::now();
         let store = packing::prepare(&evaluator, packing, &net)?;
@@ -306,13 +297,10 @@ impl Session {
     /// Plans the model under `packing` (at a fixed scale if `scale_bits` is given; see
     /// [`plan::plan`]), generates keys, and hands the worker only the public key and the
     /// evaluation keys.
-    pub fn new(
-        model: Model,
-        packing: &'static dyn Packing,
-        scale_bits: Option<u32>,
-    ) -> Result<Self, HeError> {
-        let plan = plan::plan(packing, &Network::from_model(&model)?, scale_bits)?;
-        let (owner, keys) = Owner::new(model, packing, plan)?;
+    pub fn new(model: Model, packing: PackingId, scale_bits: Option<u32>) -> Result<Self, HeError> {
+        let net = Network::from_model(&model)?;
+        let plan = plan::plan(packing, &net, scale_bits)?;
+        let (owner, keys) = Owner::new(model, net, packing, plan)?;
         let worker = owner.worker(keys)?;
         Ok(Self { owner, worker })
     }

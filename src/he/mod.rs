@@ -2,6 +2,7 @@
 //! rotation steps, predicted counts), the packings, and the client/server split around them.
 
 pub mod activation;
+pub mod counts;
 pub mod exec;
 pub mod infer;
 pub mod packing;

@@ -5,12 +5,11 @@
 
 use serde::Serialize;
 
-use std::sync::Arc;
-
-use super::exec::{Exec, Memory, Store};
-use super::packing::{Packing, StageLog};
+use super::counts::{OpCounts, OpTally};
+use super::exec::{Exec, Symbolic};
+use super::packing::{Packing, PackingId, StageLog};
 use super::{HeError, Network};
-use crate::seal::{CkksParams, OpCounts, OpTally};
+use crate::seal::CkksParams;
 
 /// Ring degrees tried, smallest first.
 pub const DEGREES: [u64; 3] = [8192, 16384, 32768];
@@ -37,7 +36,7 @@ pub struct StagePlan {
 /// Everything decided before encryption.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
-    pub packing: String,
+    pub packing: PackingId,
     pub params: CkksParams,
     /// Levels the network consumes (rescales on the longest path).
     pub depth: usize,
@@ -99,11 +98,7 @@ pub struct MemoryEstimate {
 /// [s + h, s × depth, s + h], in the smallest ring where a headroom h of at least 10 bits fits,
 /// with the largest h up to 20 that fits there: the choice that lets shallow networks use
 /// N = 8192 at a scale picked from measured logit errors (README, "Precision").
-pub fn plan(
-    packing: &dyn Packing,
-    net: &Network,
-    scale_bits: Option<u32>,
-) -> Result<Plan, HeError> {
+pub fn plan(packing: PackingId, net: &Network, scale_bits: Option<u32>) -> Result<Plan, HeError> {
     if let Some(s) = scale_bits {
         check_scale_bits(s)?;
     }
@@ -163,7 +158,7 @@ pub fn plan(
         let evaluation_keys_bytes =
             (run.steps.len() as u64 + 1) * (primes - 1) * 2 * primes * n * 8;
         return Ok(Plan {
-            packing: packing.name().to_string(),
+            packing,
             params: CkksParams {
                 poly_modulus_degree: n,
                 coeff_modulus_bits,
@@ -239,17 +234,15 @@ struct SymbolicRun {
 }
 
 fn symbolic(
-    packing: &dyn Packing,
+    packing: PackingId,
     net: &Network,
     slots: usize,
     top: usize,
 ) -> Result<SymbolicRun, HeError> {
     let counts = OpCounts::default();
-    let memory = Arc::new(Memory::default());
-    let store = Store::default();
-    let exec = Exec::symbolic(slots, packing.lanes(), &counts, memory.clone(), &store)?;
+    let exec = Exec::new(Symbolic::new(slots), &counts, packing.lanes())?;
     let input = (0..packing.input_count(net, slots))
-        .map(|_| exec.sym(top))
+        .map(|_| exec.backend().input(top))
         .collect();
     let mut log = StageLog::new(&exec);
     let out = packing.evaluate(&exec, net, input, &mut log);
@@ -269,11 +262,12 @@ fn symbolic(
         }
         other => other?,
     };
+    let sym = exec.backend();
     Ok(SymbolicRun {
-        peak_bytes: memory.peak_bytes(),
-        stored: (store.len(), store.bytes()),
+        peak_bytes: sym.memory().peak_bytes(),
+        stored: (sym.store().len(), sym.store().bytes()),
         out_level: out.first().map_or(top, |c| exec.level(c)),
-        steps: exec.steps(),
+        steps: sym.steps(),
         stages,
     })
 }

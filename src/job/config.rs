@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JobError;
 use crate::data::{self, Dataset};
+use crate::he::packing::PackingId;
 
 /// A job as written in its TOML file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -18,8 +19,8 @@ pub struct JobFile {
     pub dataset: Dataset,
     /// Dataset folder (else `$HEJOB_DATASETS`, else `data/datasets`).
     pub data_dir: Option<PathBuf>,
-    /// A packing name: `channel`, `channel-fast`, `channel-fast-x2|x4|x8` or `batch`.
-    pub packing: String,
+    /// The packing, by name: `channel`, `channel-fast`, `channel-fast-x2|x4|x8|x16` or `batch`.
+    pub packing: PackingId,
     /// A fixed CKKS scale in bits, with the compact modulus chain (default: the planner's
     /// search from 40 down to 30 bits; see `he::plan::plan`).
     pub scale_bits: Option<u32>,
@@ -88,7 +89,7 @@ impl Job {
         path: &Path,
         overrides: &Overrides,
         ranks_on_node: usize,
-    ) -> Result<(Self, crate::model::Model, data::Images), crate::Error> {
+    ) -> Result<(Self, crate::model::Model, data::Images), JobError> {
         let (mut file, text) = JobFile::read(path)?;
         let fail = |reason: String| JobError::Config {
             path: path.to_path_buf(),
@@ -104,15 +105,13 @@ impl Job {
             return Err(fail(format!(
                 "log_level {:?} is not error, warn, info, debug or trace",
                 file.log_level()
-            ))
-            .into());
+            )));
         }
-        crate::he::packing::by_name(&file.packing).map_err(|e| fail(e.to_string()))?;
         if let Some(s) = file.scale_bits {
             crate::he::plan::check_scale_bits(s).map_err(|e| fail(e.to_string()))?;
         }
         let threads = match file.threads {
-            Some(0) => return Err(fail("threads must be at least 1".into()).into()),
+            Some(0) => return Err(fail("threads must be at least 1".into())),
             Some(t) => t,
             None => std::env::var("SLURM_CPUS_PER_TASK")
                 .ok()
@@ -123,7 +122,10 @@ impl Job {
                 }),
         };
         if !file.model.exists() {
-            return Err(fail(format!("model {} does not exist", file.model.display())).into());
+            return Err(fail(format!(
+                "model {} does not exist",
+                file.model.display()
+            )));
         }
         let model = crate::model::file::load(&file.model)?;
         if model.dataset != file.dataset {
@@ -132,8 +134,7 @@ impl Job {
                 file.dataset,
                 file.model.display(),
                 model.dataset
-            ))
-            .into());
+            )));
         }
         let data_dir = data::resolve_dir(file.data_dir.as_deref());
         let images = file.dataset.load_test(&data_dir)?;
@@ -147,8 +148,7 @@ impl Job {
                 file.offset,
                 images.len(),
                 file.dataset
-            ))
-            .into());
+            )));
         }
         let checkpoint_dir = file
             .checkpoint_dir
@@ -215,7 +215,6 @@ mod tests {
                     continue;
                 }
                 let (job, _) = JobFile::read(&path).unwrap_or_else(|e| panic!("{e}"));
-                crate::he::packing::by_name(&job.packing).unwrap();
                 if let Some(s) = job.scale_bits {
                     crate::he::plan::check_scale_bits(s).unwrap();
                 }

@@ -7,12 +7,12 @@ use std::str::FromStr;
 use hdf5::types::VarLenUnicode;
 
 use super::JobError;
+use crate::he::counts::OpTally;
 use crate::he::infer::ImageRecord;
 use crate::he::packing::Evaluation;
 use crate::he::plan::Plan;
 use crate::model::file::write_str;
 use crate::model::Model;
-use crate::seal::OpTally;
 
 /// The value of the root `format` attribute and the layout version.
 pub const FORMAT: &str = "hejob-result";
@@ -107,7 +107,7 @@ impl JobResult<'_> {
             .write_scalar(&VERSION)?;
         write_str(f, "job_toml", self.job_text)?;
         write_str(f, "model", &self.model_path.display().to_string())?;
-        write_str(f, "packing", &self.plan.packing)?;
+        write_str(f, "packing", &self.plan.packing.to_string())?;
         f.new_attr::<u64>()
             .create("poly_modulus_degree")?
             .write_scalar(&p.poly_modulus_degree)?;

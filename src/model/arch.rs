@@ -14,17 +14,23 @@ use super::{
 use crate::data::Dataset;
 
 /// The architectures of the paper.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arch {
     /// Conv(1→5, 5×5, s2) → BN → act → Conv(5→C, 5×5, s2) → BN → act → flatten → FC(16C→10).
-    #[value(name = "mnist-3layer")]
     Mnist3Layer,
     /// 3 × [Conv 3×3 pad 1 → BN → act → AvgPool 2] (32, C, 128 channels) → GAP → FC(128→10).
-    #[value(name = "cifar10-4layer")]
     Cifar10FourLayer,
 }
 
 impl Arch {
+    /// Both architectures.
+    pub const ALL: [Arch; 2] = [Arch::Mnist3Layer, Arch::Cifar10FourLayer];
+
+    /// The architecture named `name` (`mnist-3layer`, `cifar10-4layer`).
+    pub fn named(name: &str) -> Option<Arch> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     /// The paper's conv2 width (MNIST 50, CIFAR-10 64).
     pub fn default_conv2(&self) -> usize {
         match self {
@@ -49,20 +55,29 @@ impl Arch {
 }
 
 /// How conv and dense weights are drawn.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WeightInit {
     /// He normal: N(0, 2/fan_in) weights, N(0, 0.01²) biases.
-    #[value(name = "he")]
     HeNormal,
     /// PyTorch's default for Conv2d and Linear (the paper trained in PyTorch): weights and
     /// biases uniform in ±1/√fan_in, about 2.4× smaller than He normal. Before a batch norm the
     /// scale is irrelevant to the forward pass, but AdamW's steps are a fixed size, so smaller
     /// weights turn faster.
-    #[value(name = "torch")]
     TorchDefault,
 }
 
 impl WeightInit {
+    /// Both ways.
+    pub const ALL: [WeightInit; 2] = [WeightInit::HeNormal, WeightInit::TorchDefault];
+
+    /// Its short name (`he`, `torch`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            WeightInit::HeNormal => "he",
+            WeightInit::TorchDefault => "torch",
+        }
+    }
+
     pub fn describe(&self) -> &'static str {
         match self {
             WeightInit::HeNormal => "He normal",

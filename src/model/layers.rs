@@ -1,44 +1,8 @@
-//! The network as data: the layer kinds, feature-map shapes, and validation of each layer
+//! The network as data: the layer kinds, their output shapes, and validation of each layer
 //! against its neighbours.
 
-use serde::{Deserialize, Serialize};
-
 use super::ModelError;
-
-/// A feature-map shape, channels × height × width (a flat vector is `n × 1 × 1`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shape {
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-}
-
-impl Shape {
-    pub fn new(c: usize, h: usize, w: usize) -> Self {
-        Self { c, h, w }
-    }
-
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    /// True for a shape without values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// True for a flat vector (`n × 1 × 1`).
-    pub fn is_flat(&self) -> bool {
-        self.h == 1 && self.w == 1
-    }
-}
-
-impl std::fmt::Display for Shape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}×{}×{}", self.c, self.h, self.w)
-    }
-}
+use crate::data::Shape;
 
 /// A 2-D convolution, weights `oc × ic × kh × kw` (row-major, as PyTorch), zero padding.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +116,17 @@ impl Layer {
         Self {
             name: name.into(),
             kind,
+        }
+    }
+
+    /// Its trainable parameters (a batch norm's scale and shift; its running statistics are
+    /// not trained).
+    pub fn parameters(&self) -> usize {
+        match &self.kind {
+            LayerKind::Conv(c) => c.weight.len() + c.bias.len(),
+            LayerKind::Dense(d) => d.weight.len() + d.bias.len(),
+            LayerKind::BatchNorm(b) => b.gamma.len() * 2,
+            _ => 0,
         }
     }
 

@@ -13,7 +13,8 @@ pub mod recalibrate;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use layers::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Shape};
+pub use crate::data::Shape;
+pub use layers::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind};
 
 use crate::data::Dataset;
 

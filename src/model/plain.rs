@@ -171,6 +171,15 @@ pub fn margin(logits: &[f64]) -> f64 {
     first - second
 }
 
+/// The images (indices into `margins`) whose two largest logits are within `2·logit_error`:
+/// the only ones that an encrypted evaluation with every logit error below `logit_error` can
+/// classify differently from the plain network.
+pub fn at_risk(margins: &[f64], logit_error: f64) -> Vec<usize> {
+    (0..margins.len())
+        .filter(|&i| margins[i] <= 2.0 * logit_error)
+        .collect()
+}
+
 /// Measures `model`'s accuracy on all of `test` and records it in the provenance
 /// (`plain_test_accuracy`); returns it.
 pub fn record_accuracy(model: &mut Model, test: &Images) -> f64 {

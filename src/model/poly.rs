@@ -4,13 +4,24 @@
 use super::{Activation, ModelError};
 
 /// A function that can be fitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Function {
     Relu,
     Swish,
 }
 
 impl Function {
+    /// Both functions.
+    pub const ALL: [Function; 2] = [Function::Relu, Function::Swish];
+
+    /// Its name (`relu`, `swish`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Function::Relu => "relu",
+            Function::Swish => "swish",
+        }
+    }
+
     pub fn eval(&self, x: f64) -> f64 {
         match self {
             Function::Relu => Activation::Relu.apply(x),

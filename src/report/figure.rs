@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{ReportError, Row};
+use crate::he::packing::PackingId;
 
 const SIZE: (u32, u32) = (960, 640);
 const FONT: &str = "sans-serif";
@@ -49,15 +50,15 @@ fn label(row: &Row) -> String {
 /// Our lines (channel-wise rows, as Fig. 5.1, or every row when there is none) and the paper's
 /// line beside each where it measured the same networks.
 fn series(rows: &[Row]) -> Vec<Series> {
-    let channel = rows.iter().any(|r| r.entry.packing.starts_with("channel"));
+    let channel = rows.iter().any(|r| r.entry.packing.is_channel_wise());
     let shown: Vec<&Row> = rows
         .iter()
-        .filter(|r| !channel || r.entry.packing.starts_with("channel"))
+        .filter(|r| !channel || r.entry.packing.is_channel_wise())
         .filter(|r| r.entry.summary.mean_latency_s > 0.0)
         .collect();
-    let mut keys: Vec<(String, String, String)> = shown
+    let mut keys: Vec<(String, String, PackingId)> = shown
         .iter()
-        .map(|r| (r.dataset(), r.activation.clone(), r.entry.packing.clone()))
+        .map(|r| (r.dataset(), r.activation.clone(), r.entry.packing))
         .collect();
     keys.sort();
     keys.dedup();

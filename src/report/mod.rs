@@ -44,7 +44,7 @@ impl Row {
         if entry.random_weights {
             network += " (random weights)";
         }
-        let paper = figures.and_then(|f| f.packing(&entry.packing));
+        let paper = figures.and_then(|f| f.packing(entry.packing));
         let trained = !entry.random_weights;
         Self {
             network,
@@ -89,14 +89,14 @@ pub fn report(files: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, ReportError
             a.dataset(),
             &a.activation,
             b.entry.conv2,
-            &a.entry.packing,
+            a.entry.packing,
             &a.entry.path,
         )
             .cmp(&(
                 b.dataset(),
                 &b.activation,
                 a.entry.conv2,
-                &b.entry.packing,
+                b.entry.packing,
                 &b.entry.path,
             ))
     });

@@ -1,8 +1,7 @@
 //! The paper's own figures (Tables 5.9 and 5.10) and its names for the networks, to set beside
 //! ours.
 
-use clap::ValueEnum;
-
+use crate::he::packing::PackingId;
 use crate::model::arch::Arch;
 
 /// What the paper measured for one network with one packing. Counts are per inference (per
@@ -18,7 +17,7 @@ pub struct Measured {
     pub latency_s: f64,
 }
 
-/// The operations the paper counts, as named in [`crate::seal::OpTally`], and its row titles.
+/// The operations the paper counts, as named in [`crate::he::counts::OpTally`], and its row titles.
 pub const COUNTED: [(&str, &str); 5] = [
     ("hmulplain", "HMulPlain"),
     ("hsquare", "HSquare"),
@@ -38,11 +37,11 @@ pub struct Figures {
 
 impl Figures {
     /// The measurement for `packing`: `batch`, or any channel-wise packing (the paper has one).
-    pub fn packing(&self, packing: &str) -> Option<Measured> {
-        match packing {
-            "batch" => self.batch,
-            p if p.starts_with("channel") => self.channel,
-            _ => None,
+    pub fn packing(&self, packing: PackingId) -> Option<Measured> {
+        if packing.is_channel_wise() {
+            self.channel
+        } else {
+            self.batch
         }
     }
 }
@@ -300,7 +299,7 @@ pub fn figures(architecture: &str, activation: &str, conv2: usize) -> Option<Fig
 }
 
 fn arch(architecture: &str) -> Option<Arch> {
-    Arch::from_str(architecture, false).ok()
+    Arch::named(architecture)
 }
 
 /// The paper's name for a network: `3layer-CNN`, `3layer-CNN-Pruned-R1`, `4layer-CNN-Pruned20%`;

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use hdf5::types::VarLenUnicode;
 
 use super::ReportError;
+use crate::he::counts::OpTally;
+use crate::he::packing::PackingId;
 use crate::job::results::{Summary, FORMAT, VERSION};
 use crate::model::file::{read_str, scalar, R};
-use crate::seal::OpTally;
 
 /// One stage (a layer, or a convolution with the layers streamed with it), summed over runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,7 +23,7 @@ pub struct Stage {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub path: PathBuf,
-    pub packing: String,
+    pub packing: PackingId,
     /// The model's architecture (`mnist-3layer`, `cifar10-4layer`), from its provenance;
     /// `None` for a model file without one.
     pub architecture: Option<String>,
@@ -90,7 +91,9 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
     };
     Ok(Entry {
         path: path.to_path_buf(),
-        packing: read_str(f, "packing")?,
+        packing: read_str(f, "packing")?
+            .parse()
+            .map_err(|e: crate::he::HeError| e.to_string())?,
         architecture: provenance("architecture"),
         activation: provenance("activation"),
         conv2: provenance("conv2_channels").and_then(|c| c.parse().ok()),

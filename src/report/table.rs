@@ -6,7 +6,8 @@ use std::fmt::Write;
 
 use super::paper::COUNTED;
 use super::Row;
-use crate::seal::OpTally;
+use crate::he::counts::OpTally;
+use crate::he::packing::PackingId;
 
 /// How a number is printed.
 #[derive(Clone, Copy)]
@@ -193,7 +194,7 @@ fn results_table(rows: &[Row]) -> String {
         let mut cells = vec![
             row.network.clone(),
             row.activation.clone(),
-            e.packing.clone(),
+            e.packing.to_string(),
             e.poly_modulus_degree.to_string(),
             format!("{} × {}", e.ranks, e.threads),
             thousands(e.summary.images as u64),
@@ -221,9 +222,9 @@ fn grids(rows: &[Row]) -> String {
     datasets.dedup();
     for dataset in datasets {
         let of: Vec<&Row> = rows.iter().filter(|r| r.dataset() == dataset).collect();
-        let mut columns: Vec<(Option<usize>, String, String)> = of
+        let mut columns: Vec<(Option<usize>, String, PackingId)> = of
             .iter()
-            .map(|r| (r.entry.conv2, r.network.clone(), r.entry.packing.clone()))
+            .map(|r| (r.entry.conv2, r.network.clone(), r.entry.packing))
             .collect();
         columns.sort_by(|a, b| b.0.cmp(&a.0).then(a.2.cmp(&b.2)).then(a.1.cmp(&b.1)));
         columns.dedup();
@@ -242,7 +243,7 @@ fn grids(rows: &[Row]) -> String {
                 .map(|(c, n, p)| {
                     of.iter()
                         .filter(|r| r.activation == act && r.entry.conv2 == *c)
-                        .filter(|r| &r.network == n && &r.entry.packing == p)
+                        .filter(|r| &r.network == n && r.entry.packing == *p)
                         .max_by_key(|r| r.entry.summary.images)
                         .map(|r| metrics(r))
                 })
@@ -363,7 +364,7 @@ pub fn csv(rows: &[Row]) -> String {
             row.activation.clone(),
             e.conv2.map_or(String::new(), |c| c.to_string()),
             opt(row.pruning_ratio()),
-            e.packing.clone(),
+            e.packing.to_string(),
             e.poly_modulus_degree.to_string(),
             e.ranks.to_string(),
             e.threads.to_string(),

@@ -1,10 +1,10 @@
-//! The server side: homomorphic operations over evaluation keys only, each one counted.
+//! The server side: homomorphic operations over evaluation keys only (uncounted: the
+//! encrypted evaluation counts them, `he::exec`).
 
 use std::sync::Arc;
 
 use super::ciphertext::Ciphertext;
 use super::context::Context;
-use super::counts::OpCounts;
 use super::encoder::{Encoder, Plaintext};
 use super::ffi;
 use super::handle::Handle;
@@ -42,41 +42,14 @@ impl Evaluator {
         &self.keys
     }
 
-    /// The operations, counted into `counts` (one set of counts per image, layer or batch).
-    pub fn ops<'a>(&'a self, counts: &'a OpCounts) -> Ops<'a> {
-        Ops { ev: self, counts }
-    }
-}
-
-/// Homomorphic operations of one [`Evaluator`] that count into one [`OpCounts`]. Cheap to copy
-/// and safe to use from many threads at once.
-#[derive(Clone, Copy)]
-pub struct Ops<'a> {
-    ev: &'a Evaluator,
-    counts: &'a OpCounts,
-}
-
-impl<'a> Ops<'a> {
-    /// The evaluator behind these operations.
-    pub fn evaluator(&self) -> &'a Evaluator {
-        self.ev
-    }
-
-    /// The counts these operations go to.
-    pub fn counts(&self) -> &'a OpCounts {
-        self.counts
-    }
-
-    /// Encodes a vector at `level` and `scale` (counted as `encode`).
+    /// Encodes a vector at `level` and `scale`.
     pub fn encode(&self, values: &[f64], level: usize, scale: f64) -> Result<Plaintext> {
-        OpCounts::bump(&self.counts.encode);
-        self.ev.encoder.encode(values, level, scale)
+        self.encoder.encode(values, level, scale)
     }
 
-    /// Encodes a scalar into every slot at `level` and `scale` (counted as `encode`).
+    /// Encodes a scalar into every slot at `level` and `scale`.
     pub fn encode_scalar(&self, value: f64, level: usize, scale: f64) -> Result<Plaintext> {
-        OpCounts::bump(&self.counts.encode);
-        self.ev.encoder.encode_scalar(value, level, scale)
+        self.encoder.encode_scalar(value, level, scale)
     }
 
     /// `a + b`.
@@ -95,10 +68,9 @@ impl<'a> Ops<'a> {
         same_level(OP, acc.level(), b.level())?;
         snap_scale(acc, b.scale())?;
         same_scale(OP, acc.scale(), b.scale())?;
-        OpCounts::bump(&self.counts.hadd);
         // SAFETY: SEAL supports destination == first operand.
         check(OP, unsafe {
-            ffi::Evaluator_Add(self.ev.handle.ptr(), acc.ptr(), b.ptr(), acc.ptr())
+            ffi::Evaluator_Add(self.handle.ptr(), acc.ptr(), b.ptr(), acc.ptr())
         })
     }
 
@@ -115,28 +87,25 @@ impl<'a> Ops<'a> {
         same_level(OP, acc.level(), p.level())?;
         snap_scale(acc, p.scale())?;
         same_scale(OP, acc.scale(), p.scale())?;
-        OpCounts::bump(&self.counts.hadd);
         // SAFETY: SEAL supports destination == ciphertext operand.
         check(OP, unsafe {
-            ffi::Evaluator_AddPlain(self.ev.handle.ptr(), acc.ptr(), p.ptr(), acc.ptr())
+            ffi::Evaluator_AddPlain(self.handle.ptr(), acc.ptr(), p.ptr(), acc.ptr())
         })
     }
 
-    /// `a × p`, or `None` (counted as `skipped_zero`) when `p` is exactly zero: such a product
+    /// `a × p`, or `None` when `p` is exactly zero: such a product
     /// is SEAL's "transparent" ciphertext, and the right answer is to leave the term out.
     pub fn multiply_plain(&self, a: &Ciphertext, p: &Plaintext) -> Result<Option<Ciphertext>> {
         const OP: &str = "Evaluator::multiply_plain";
         same_level(OP, a.level(), p.level())?;
         if p.is_zero() {
-            OpCounts::bump(&self.counts.skipped_zero);
             return Ok(None);
         }
-        OpCounts::bump(&self.counts.hmulplain);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operands and destination; global pool.
         check(OP, unsafe {
             ffi::Evaluator_MultiplyPlain(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 p.ptr(),
                 out.ptr(),
@@ -150,12 +119,11 @@ impl<'a> Ops<'a> {
     pub fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> Result<Ciphertext> {
         const OP: &str = "Evaluator::multiply";
         same_level(OP, a.level(), b.level())?;
-        OpCounts::bump(&self.counts.hmul);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operands and destination; global pool.
         check(OP, unsafe {
             ffi::Evaluator_Multiply(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 b.ptr(),
                 out.ptr(),
@@ -168,16 +136,10 @@ impl<'a> Ops<'a> {
     /// `a²` (size 3 until relinearized).
     pub fn square(&self, a: &Ciphertext) -> Result<Ciphertext> {
         const OP: &str = "Evaluator::square";
-        OpCounts::bump(&self.counts.hsquare);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operand and destination; global pool.
         check(OP, unsafe {
-            ffi::Evaluator_Square(
-                self.ev.handle.ptr(),
-                a.ptr(),
-                out.ptr(),
-                std::ptr::null_mut(),
-            )
+            ffi::Evaluator_Square(self.handle.ptr(), a.ptr(), out.ptr(), std::ptr::null_mut())
         })?;
         Ok(out)
     }
@@ -185,13 +147,12 @@ impl<'a> Ops<'a> {
     /// Relinearizes a size-3 ciphertext back to size 2, in place.
     pub fn relinearize(&self, a: &mut Ciphertext) -> Result<()> {
         const OP: &str = "Evaluator::relinearize";
-        let keys = self.ev.keys.relin();
+        let keys = self.keys.relin();
         let keys = keys.ok_or(SealError::MissingRelinKeys { op: OP })?;
-        OpCounts::bump(&self.counts.relinearize);
         // SAFETY: SEAL supports destination == operand; keys are read only.
         check(OP, unsafe {
             ffi::Evaluator_Relinearize(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 keys.ptr(),
                 a.ptr(),
@@ -208,12 +169,11 @@ impl<'a> Ops<'a> {
         if a.level() == 0 {
             return Err(SealError::EndOfChain { op: OP });
         }
-        OpCounts::bump(&self.counts.rescale);
         let out = Ciphertext::empty(a.level() - 1)?;
         // SAFETY: live operand and destination; global pool for temporaries.
         check(OP, unsafe {
             ffi::Evaluator_RescaleToNext(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 out.ptr(),
                 std::ptr::null_mut(),
@@ -236,14 +196,13 @@ impl<'a> Ops<'a> {
         if level == a.level() {
             return Ok(());
         }
-        let mut parms_id = self.ev.context().parms_id(level, OP)?;
-        OpCounts::bump(&self.counts.mod_switch);
+        let mut parms_id = self.context().parms_id(level, OP)?;
         // into a fresh ciphertext, for the same reason as `rescale`
         let out = Ciphertext::empty(level)?;
         // SAFETY: live operand and destination; global pool for temporaries.
         check(OP, unsafe {
             ffi::Evaluator_ModSwitchTo1(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 parms_id.as_mut_ptr(),
                 out.ptr(),
@@ -256,17 +215,14 @@ impl<'a> Ops<'a> {
 
     /// Rotates the slots left by `step` (right if negative). Needs the Galois key of
     /// `step mod slots`. A rotation by a multiple of the slot count is a copy (SEAL does the
-    /// same); it is counted as a `rotation`, as the paper counts its algorithm's rotations, and
-    /// also as `rotation_zero`, so `rotation − rotation_zero` is the number of key switches.
+    /// same).
     pub fn rotate(&self, a: &Ciphertext, step: i64) -> Result<Ciphertext> {
         const OP: &str = "Evaluator::rotate_vector";
-        let step = normalize_step(step, self.ev.context().slots());
+        let step = normalize_step(step, self.context().slots());
         if step == 0 {
-            OpCounts::bump(&self.counts.rotation);
-            OpCounts::bump(&self.counts.rotation_zero);
             return a.try_clone();
         }
-        let keys = &self.ev.keys;
+        let keys = &self.keys;
         let galois = keys
             .galois(step)
             .ok_or_else(|| SealError::MissingGaloisKey {
@@ -274,12 +230,11 @@ impl<'a> Ops<'a> {
                 step,
                 available: keys.steps(),
             })?;
-        OpCounts::bump(&self.counts.rotation);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operand, keys and destination; global pool.
         check(OP, unsafe {
             ffi::Evaluator_RotateVector(
-                self.ev.handle.ptr(),
+                self.handle.ptr(),
                 a.ptr(),
                 step,
                 galois.ptr(),
@@ -304,11 +259,10 @@ impl<'a> Ops<'a> {
     ) -> Result<Ciphertext> {
         same_level(op, a.level(), b.level())?;
         same_scale(op, a.scale(), b.scale())?;
-        OpCounts::bump(&self.counts.hadd);
         let out = Ciphertext::empty(a.level())?;
         // SAFETY: live operands and destination.
         check(op, unsafe {
-            f(self.ev.handle.ptr(), a.ptr(), b.ptr(), out.ptr())
+            f(self.handle.ptr(), a.ptr(), b.ptr(), out.ptr())
         })?;
         Ok(out)
     }

@@ -1,10 +1,10 @@
-//! Safe, counted CKKS over Microsoft SEAL 4.0: the only module of hejob that touches FFI.
+//! Safe CKKS over Microsoft SEAL 4.0: the only module of hejob that touches FFI.
 //!
 //! Layout: [`context`] (parameters, 128-bit check, the modulus chain), [`encoder`]
 //! (plaintexts), [`ciphertext`], [`keys`] (evaluation keys only), [`encryptor`] (the public
 //! key: encryption only), [`client`] (key generation and decryption: the only owner of a secret
 //! key), [`evaluator`] (homomorphic
-//! operations over evaluation keys, every one counted in [`counts`]), [`raw`] (ciphertexts as
+//! operations over evaluation keys), [`raw`] (ciphertexts as
 //! coefficient arrays, and the fused scalar linear combination computed over them).
 //!
 //! # Thread safety
@@ -22,7 +22,6 @@ mod alloc;
 pub mod ciphertext;
 pub mod client;
 pub mod context;
-pub mod counts;
 pub mod encoder;
 pub mod encryptor;
 pub mod evaluator;
@@ -35,10 +34,9 @@ pub use alloc::global_pool_bytes;
 pub use ciphertext::Ciphertext;
 pub use client::Client;
 pub use context::{CkksParams, Context};
-pub use counts::{OpCounts, OpTally};
 pub use encoder::{Encoder, Plaintext};
 pub use encryptor::{Encryptor, PublicKey};
-pub use evaluator::{Evaluator, Ops};
+pub use evaluator::Evaluator;
 pub use keys::EvaluationKeys;
 pub use raw::RawCiphertext;
 

@@ -10,8 +10,7 @@
 
 use super::ciphertext::Ciphertext;
 use super::context::Context;
-use super::counts::OpCounts;
-use super::evaluator::{same_level, same_scale, Ops};
+use super::evaluator::{same_level, same_scale, Evaluator};
 use super::ffi;
 use super::{check, Result, SealError};
 
@@ -121,12 +120,11 @@ impl Ciphertext {
     }
 }
 
-impl Ops<'_> {
+impl Evaluator {
     /// `Σ_t w_t · a_t` over `terms`, each weight encoded as SEAL encodes a scalar at `scale`
     /// (`round(w·scale)` in every slot), so the result carries the terms' scale × `scale`.
-    /// Counted as the products and sums it stands for: one `hmulplain` per non-zero encoded
-    /// weight, one `hadd` per such term after the first, one `skipped_zero` per weight that
-    /// encodes to zero. `None` when no term is left. The terms must share level and scale.
+    /// A weight that encodes to zero contributes nothing and is left out. `None` when no term
+    /// is left. The terms must share level and scale.
     pub fn dot_scalars(
         &self,
         terms: &[(&RawCiphertext, f64)],
@@ -166,7 +164,6 @@ impl Ops<'_> {
                 });
             }
             if v == 0.0 {
-                OpCounts::bump(&self.counts().skipped_zero);
                 continue;
             }
             ints.push((a, v as i64));
@@ -174,7 +171,7 @@ impl Ops<'_> {
         if ints.is_empty() {
             return Ok(None);
         }
-        let context = self.evaluator().context();
+        let context = self.context();
         let primes = (0..=first.level)
             .map(|l| context.prime(l))
             .collect::<Result<Vec<u64>>>()?;
@@ -218,8 +215,6 @@ impl Ops<'_> {
                 bits: WEIGHT_BITS,
             });
         }
-        OpCounts::bump_by(&self.counts().hmulplain, ints.len() as u64);
-        OpCounts::bump_by(&self.counts().hadd, ints.len() as u64 - 1);
         let degree = first.degree;
         let mut out = vec![0u64; first.data.len()];
         let mut acc = [0u128; BLOCK];

@@ -4,21 +4,56 @@
 use std::path::{Path, PathBuf};
 
 use super::augment::Augment;
-use super::{fit, EpochLog, Schedule};
-use crate::cli::{LrSchedule, NetArgs, TrainArgs};
+use super::{fit, EpochLog, Schedule, TrainError};
 use crate::data;
-use crate::model::arch::{self, WeightInit};
+use crate::model::arch::{self, Arch, WeightInit};
 use crate::model::{file, plain, prune, recalibrate, LayerKind, Model};
-use crate::Error;
+
+/// Which of the paper's networks to train.
+#[derive(Clone, Debug)]
+pub struct Network {
+    pub arch: Arch,
+    /// An activation name of `model::poly::NAMES`.
+    pub activation: String,
+    /// conv2's width (default: the paper's).
+    pub conv2_channels: Option<usize>,
+}
+
+/// How to train (the schedule's settings; the epochs come with each command) and where the
+/// run reads and keeps its files.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub batch: usize,
+    /// Peak learning rate of AdamW.
+    pub lr: f64,
+    /// Cosine decay after the warm-up (else the peak rate throughout).
+    pub cosine: bool,
+    pub warmup_epochs: f64,
+    /// Per-tensor gradient-norm clip (0: none).
+    pub clip: f64,
+    pub weight_decay: f64,
+    pub seed: u64,
+    /// The paper's augmentation.
+    pub augment: bool,
+    /// Train on the first N images only.
+    pub train_images: Option<usize>,
+    /// Re-estimate batch-norm statistics on unaugmented images after training.
+    pub recalibrate_bn: bool,
+    /// Default: `data/training/<stem of the output>`.
+    pub checkpoint_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    /// Default: all cores.
+    pub threads: Option<usize>,
+}
 
 /// `hejob train`: weights drawn by `init`, batch norms at identity, then `epochs` of training.
 pub fn train(
-    net: &NetArgs,
+    net: &Network,
     init: WeightInit,
     out: &Path,
     epochs: usize,
-    args: &TrainArgs,
-) -> Result<Model, Error> {
+    args: &Options,
+) -> Result<Model, TrainError> {
     let mut start = arch::random_model_with(
         net.arch,
         &net.activation,
@@ -59,8 +94,8 @@ pub fn prune(
     ratio: f64,
     out: &Path,
     epochs: usize,
-    args: &TrainArgs,
-) -> Result<Model, Error> {
+    args: &Options,
+) -> Result<Model, TrainError> {
     let parent = file::load(input)?;
     let (start, info) = prune::prune(&parent, layer, ratio)?;
     log::info!(
@@ -115,7 +150,12 @@ pub fn prune(
 /// `hejob retrain`: a trained model's weights and batch norms, then `epochs` more on a fresh
 /// schedule (a warm restart of the learning rate). Its provenance keeps the first training's
 /// and adds this one's.
-pub fn retrain(input: &Path, out: &Path, epochs: usize, args: &TrainArgs) -> Result<Model, Error> {
+pub fn retrain(
+    input: &Path,
+    out: &Path,
+    epochs: usize,
+    args: &Options,
+) -> Result<Model, TrainError> {
     let parent = file::load(input)?;
     let was = |key: &str| {
         parent
@@ -145,21 +185,21 @@ pub fn retrain(input: &Path, out: &Path, epochs: usize, args: &TrainArgs) -> Res
     })
 }
 
-fn schedule(args: &TrainArgs, epochs: usize, dataset: data::Dataset) -> Schedule {
+fn schedule(args: &Options, epochs: usize, dataset: data::Dataset) -> Schedule {
     Schedule {
         epochs,
         batch: args.batch,
         lr: args.lr,
-        cosine: args.schedule == LrSchedule::Cosine,
+        cosine: args.cosine,
         warmup_epochs: args.warmup_epochs,
         clip_norm: args.clip,
         weight_decay: args.weight_decay,
         seed: args.seed,
         train_images: args.train_images,
-        augment: if args.no_augment {
-            Augment::None
-        } else {
+        augment: if args.augment {
             Augment::paper(dataset)
+        } else {
+            Augment::None
         },
     }
 }
@@ -170,9 +210,9 @@ fn run(
     start: &Model,
     out: &Path,
     epochs: usize,
-    args: &TrainArgs,
+    args: &Options,
     describe: impl FnOnce(&mut Model, &Schedule, &[EpochLog]),
-) -> Result<Model, Error> {
+) -> Result<Model, TrainError> {
     let dir = data::resolve_dir(args.data_dir.as_deref());
     let train = start.dataset.load_train(&dir)?;
     let test = start.dataset.load_test(&dir)?;
@@ -181,10 +221,7 @@ fn run(
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Usage(format!("thread pool: {e}")))?;
+    let pool = crate::pool::threads(threads)?;
     log::info!(
         "training {} on {} images ({}), checkpoints in {}",
         out.display(),
@@ -205,18 +242,18 @@ fn run(
         out.display(),
         model.provenance["plain_test_accuracy"]
     );
-    std::fs::remove_dir_all(&checkpoint).map_err(|e| {
-        Error::Usage(format!(
-            "{} is written, but its checkpoint {} could not be removed: {e}",
-            out.display(),
-            checkpoint.display()
-        ))
+    std::fs::remove_dir_all(&checkpoint).map_err(|e| TrainError::Checkpoint {
+        path: checkpoint.clone(),
+        reason: format!(
+            "{} is written, but this folder could not be removed: {e}",
+            out.display()
+        ),
     })?;
     Ok(model)
 }
 
 /// `--checkpoint-dir`, else `data/training/<file stem of out>`.
-fn checkpoint_dir(args: &TrainArgs, out: &Path) -> PathBuf {
+fn checkpoint_dir(args: &Options, out: &Path) -> PathBuf {
     args.checkpoint_dir.clone().unwrap_or_else(|| {
         let stem = out
             .file_stem()

@@ -32,6 +32,10 @@ use crate::model::{file, plain, Model, ModelError};
 pub enum TrainError {
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error(transparent)]
+    ThreadPool(#[from] crate::pool::PoolError),
     #[error("training checkpoint {path}: {reason}")]
     Checkpoint { path: PathBuf, reason: String },
     #[error("training diverged in epoch {epoch} (loss {loss}); lower --lr, lengthen --warmup-epochs or tighten --clip")]

@@ -5,15 +5,23 @@ use std::path::PathBuf;
 
 use hejob::model::{BatchNorm, Conv, Dense, Layer, LayerKind};
 
-/// The official datasets: `$HEJOB_DATASETS`, else `../shared/datasets` beside the repo.
+/// The official datasets: `$HEJOB_DATASETS`, else hejob's default folder `data/datasets` (where
+/// the README's first command fetches them), else `../shared/datasets` beside the repo.
 /// Panics with a clear message when absent (a test that needs them must not pass silently).
 pub fn datasets_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let complete = |d: &PathBuf| d.join("mnist").is_dir() && d.join("cifar10").is_dir();
     let dir = std::env::var_os("HEJOB_DATASETS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets"));
+        .unwrap_or_else(|| {
+            [root.join("data/datasets"), root.join("../shared/datasets")]
+                .into_iter()
+                .find(complete)
+                .unwrap_or_else(|| root.join("data/datasets"))
+        });
     assert!(
         dir.join("mnist").is_dir() && dir.join("cifar10").is_dir(),
-        "official datasets not found in {} (set HEJOB_DATASETS)",
+        "official datasets not found in {} (run `hejob datasets fetch data/datasets` or set HEJOB_DATASETS)",
         dir.display()
     );
     dir

@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use super::{affine, dense_flat, par_map, Packing, Stage, StageLog};
 use crate::he::activation;
-use crate::he::exec::{Ct, Exec, RawCt};
+use crate::he::counts::OpTally;
+use crate::he::exec::{Backend, Exec};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, Conv, Layer, LayerKind, Shape};
-use crate::seal::OpTally;
 
 /// Batch-axis packing.
 pub struct BatchAxis;
@@ -49,13 +49,13 @@ impl Packing for BatchAxis {
             .collect()
     }
 
-    fn evaluate(
+    fn evaluate<B: Backend>(
         &self,
-        exec: &Exec,
+        exec: &Exec<B>,
         net: &Network,
-        input: Vec<Ct>,
+        input: Vec<B::Ct>,
         stages: &mut StageLog,
-    ) -> Result<Vec<Ct>, HeError> {
+    ) -> Result<Vec<B::Ct>, HeError> {
         let spans = spans(net);
         let is_conv = |&(i, _): &(usize, usize)| matches!(net.layers[i].kind, LayerKind::Conv(_));
         let mut map = input;
@@ -80,7 +80,7 @@ impl Packing for BatchAxis {
                     // a per-channel layer on its own: apply it channel by channel
                     let plane = shape_in.h * shape_in.w;
                     let mut rest = map.into_iter();
-                    let groups: Vec<Vec<Ct>> = (0..shape_in.c)
+                    let groups: Vec<Vec<B::Ct>> = (0..shape_in.c)
                         .map(|_| rest.by_ref().take(plane).collect())
                         .collect();
                     let channels = super::par_each(groups, |ch, c| {
@@ -160,13 +160,13 @@ fn span_name(net: &Network, (first, end): (usize, usize)) -> String {
 /// later row reads. So only a few rows of each map between the stages are ever live: peak
 /// memory is about the input plus the output, not the largest intermediate map. Each stage's
 /// operations and time are measured on their own and reported in order.
-fn conv_chain(
-    exec: &Exec,
+fn conv_chain<B: Backend>(
+    exec: &Exec<B>,
     net: &Network,
     spans: &[(usize, usize)],
-    input: Vec<Ct>,
+    input: Vec<B::Ct>,
     log: &mut StageLog,
-) -> Result<Vec<Ct>, HeError> {
+) -> Result<Vec<B::Ct>, HeError> {
     let shape = net.shape_in(spans[0].0);
     let mut source = Source::Map {
         map: input.into_iter().map(Some).collect(),
@@ -180,7 +180,7 @@ fn conv_chain(
         unreachable!("a chain has at least one stage")
     };
     let out = net.shapes[last.end - 1];
-    let mut channels: Vec<Vec<Ct>> = (0..out.c)
+    let mut channels: Vec<Vec<B::Ct>> = (0..out.c)
         .map(|_| Vec::with_capacity(out.h * out.w))
         .collect();
     for _ in 0..out.h {
@@ -198,19 +198,19 @@ fn conv_chain(
 }
 
 /// Where a convolution stage gets its input rows: a whole map, or the stage before it.
-enum Source<'n> {
+enum Source<'n, B: Backend> {
     /// A whole map (channel-major, `shape`), handed out row by row; `next` rows are out.
     Map {
-        map: Vec<Option<Ct>>,
+        map: Vec<Option<B::Ct>>,
         shape: Shape,
         next: usize,
     },
-    Stage(Box<ConvStage<'n>>),
+    Stage(Box<ConvStage<'n, B>>),
 }
 
-impl Source<'_> {
+impl<B: Backend> Source<'_, B> {
     /// The next row of every channel.
-    fn next_row(&mut self, exec: &Exec) -> Result<Vec<Vec<Ct>>, HeError> {
+    fn next_row(&mut self, exec: &Exec<B>) -> Result<Vec<Vec<B::Ct>>, HeError> {
         match self {
             Source::Map { map, shape, next } => {
                 let y = *next;
@@ -232,7 +232,7 @@ impl Source<'_> {
     }
 
     /// Computes and drops the rows not pulled yet, here and upstream.
-    fn drain(&mut self, exec: &Exec) -> Result<(), HeError> {
+    fn drain(&mut self, exec: &Exec<B>) -> Result<(), HeError> {
         if let Source::Stage(stage) = self {
             let rows = stage.net.shapes[stage.end - 1].h;
             while stage.next_out < rows {
@@ -268,14 +268,14 @@ impl Source<'_> {
 /// average pool and more pointwise layers) producing its output one row at a time: for each
 /// output row, every channel computes just the convolution rows that row pools over (in
 /// parallel across channels), applies the pointwise layers and pools them.
-struct ConvStage<'n> {
+struct ConvStage<'n, B: Backend> {
     net: &'n Network,
     first: usize,
     end: usize,
-    source: Source<'n>,
+    source: Source<'n, B>,
     /// The input rows received so far, as coefficient arrays (channel-major; `None` before a
     /// row arrives and after it is dropped).
-    input: Vec<Option<RawCt>>,
+    input: Vec<Option<B::Raw>>,
     received: usize,
     next_out: usize,
     /// This stage's own operations and seconds (not its source's).
@@ -283,8 +283,8 @@ struct ConvStage<'n> {
     seconds: f64,
 }
 
-impl<'n> ConvStage<'n> {
-    fn new(net: &'n Network, first: usize, end: usize, source: Source<'n>) -> Self {
+impl<'n, B: Backend> ConvStage<'n, B> {
+    fn new(net: &'n Network, first: usize, end: usize, source: Source<'n, B>) -> Self {
         let shape_in = net.shape_in(first);
         Self {
             net,
@@ -302,7 +302,7 @@ impl<'n> ConvStage<'n> {
     }
 
     /// The next output row of every channel.
-    fn next_row(&mut self, exec: &Exec) -> Result<Vec<Vec<Ct>>, HeError> {
+    fn next_row(&mut self, exec: &Exec<B>) -> Result<Vec<Vec<B::Ct>>, HeError> {
         let net = self.net;
         let (first, end) = (self.first, self.end);
         let LayerKind::Conv(c) = &net.layers[first].kind else {
@@ -329,7 +329,7 @@ impl<'n> ConvStage<'n> {
         }
         let (before, start) = (exec.tally(), Instant::now());
         for (y, row) in arrived {
-            let cells: Vec<Ct> = row.into_iter().flatten().collect();
+            let cells: Vec<B::Ct> = row.into_iter().flatten().collect();
             let raw = super::par_each(cells, |ct, _| exec.to_raw(ct))?;
             for (k, cell) in raw.into_iter().enumerate() {
                 let (i, x) = (k / shape_in.w, k % shape_in.w);
@@ -383,21 +383,21 @@ impl<'n> ConvStage<'n> {
 
 /// Rows `rows` of output channel `o` of a convolution, one ciphertext per position: each the
 /// fused sum of its window's inputs times their weights, plus the bias, rescaled.
-fn conv_rows_of(
-    exec: &Exec,
+fn conv_rows_of<B: Backend>(
+    exec: &Exec<B>,
     c: &Conv,
     o: usize,
     input: Shape,
     out: Shape,
-    map: &[Option<RawCt>],
+    map: &[Option<B::Raw>],
     rows: std::ops::Range<usize>,
-) -> Result<Vec<Ct>, HeError> {
+) -> Result<Vec<B::Ct>, HeError> {
     let first = map
         .iter()
         .flatten()
         .next()
         .ok_or(HeError::Internal("empty input".into()))?;
-    let level = first.level();
+    let level = B::raw_level(first);
     let s = exec.scale(level);
     let bias = if c.bias[o] == 0.0 {
         None
@@ -448,13 +448,13 @@ fn conv_rows_of(
 }
 
 /// One per-channel layer on channel `c` (`shape` is 1×H×W).
-fn channel_layer(
-    exec: &Exec,
+fn channel_layer<B: Backend>(
+    exec: &Exec<B>,
     layer: &Layer,
     c: usize,
     shape: Shape,
-    ch: Vec<Ct>,
-) -> Result<(Vec<Ct>, Shape), HeError> {
+    ch: Vec<B::Ct>,
+) -> Result<(Vec<B::Ct>, Shape), HeError> {
     let scalar = |v: f64, level: usize, scale: f64| exec.encode_scalar(v, level, scale);
     match &layer.kind {
         LayerKind::BatchNorm(bn) => {
@@ -506,13 +506,13 @@ fn channel_layer(
 }
 
 /// `k · Σ ch[i]` over `cells` (one product and rescale only when `k ≠ 1`).
-fn scaled_sum(
-    exec: &Exec,
-    ch: &[Ct],
+fn scaled_sum<B: Backend>(
+    exec: &Exec<B>,
+    ch: &[B::Ct],
     cells: impl Iterator<Item = usize>,
     k: f64,
-) -> Result<Ct, HeError> {
-    let mut acc: Option<Ct> = None;
+) -> Result<B::Ct, HeError> {
+    let mut acc: Option<B::Ct> = None;
     for i in cells {
         let t = exec.copy(&ch[i])?;
         exec.accumulate(&mut acc, t)?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::grid::{sum_progression, Grid};
 use super::{affine, dense_flat, par_each, par_map, Packing, StageLog};
 use crate::he::activation;
-use crate::he::exec::{Ct, Exec};
+use crate::he::exec::{Backend, Exec};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, Layer, LayerKind};
 
@@ -18,15 +18,15 @@ use crate::model::{Activation, Layer, LayerKind};
 pub struct ChannelWise;
 
 /// A feature map during evaluation.
-enum Map {
+enum Map<B: Backend> {
     /// One ciphertext per channel on `grid`. `clean`: every slot off the grid holds zero.
     Grid {
         grid: Grid,
-        cts: Vec<Ct>,
+        cts: Vec<B::Ct>,
         clean: bool,
     },
     /// One ciphertext per value, the value replicated in every slot (after a dense layer).
-    Flat(Vec<Ct>),
+    Flat(Vec<B::Ct>),
 }
 
 /// The layouts each layer sees (computed without ciphertexts, for `fits`).
@@ -137,13 +137,13 @@ impl Packing for ChannelWise {
             .collect()
     }
 
-    fn evaluate(
+    fn evaluate<B: Backend>(
         &self,
-        exec: &Exec,
+        exec: &Exec<B>,
         net: &Network,
-        input: Vec<Ct>,
+        input: Vec<B::Ct>,
         stages: &mut StageLog,
-    ) -> Result<Vec<Ct>, HeError> {
+    ) -> Result<Vec<B::Ct>, HeError> {
         let layout = grids(net);
         let mut map = Map::Grid {
             grid: layout[0].expect("input grid"),
@@ -174,13 +174,13 @@ impl Packing for ChannelWise {
 }
 
 /// One layer's evaluation context.
-struct Step<'a, 'e> {
-    exec: &'a Exec<'e>,
+struct Step<'a, 'e, B: Backend> {
+    exec: &'a Exec<'e, B>,
     layer: &'a Layer,
     index: usize,
 }
 
-impl Step<'_, '_> {
+impl<B: Backend> Step<'_, '_, B> {
     fn err(&self, reason: String) -> HeError {
         HeError::Layer {
             index: self.index,
@@ -189,7 +189,7 @@ impl Step<'_, '_> {
         }
     }
 
-    fn apply(&self, map: Map, next: Option<Grid>) -> Result<Map, HeError> {
+    fn apply(&self, map: Map<B>, next: Option<Grid>) -> Result<Map<B>, HeError> {
         let exec = self.exec;
         let slots = exec.slots();
         match (&self.layer.kind, map) {
@@ -286,7 +286,7 @@ impl Step<'_, '_> {
             (LayerKind::AvgPool(p), Map::Grid { grid, cts, clean }) => {
                 let out = next.expect("pool output grid");
                 let cts = par_map(cts.len(), |c| {
-                    let mut acc: Option<Ct> = None;
+                    let mut acc: Option<B::Ct> = None;
                     for ky in 0..p.kernel {
                         for kx in 0..p.kernel {
                             let r = exec.rotate(&cts[c], (grid.slot(ky, kx)) as i64)?;
@@ -332,7 +332,7 @@ impl Step<'_, '_> {
                 };
                 let level = if clean { level } else { level - 1 };
                 let shifts = pack_shifts(&grid, cts.len(), slots).map_err(|e| self.err(e))?;
-                let mut packed: Option<Ct> = None;
+                let mut packed: Option<B::Ct> = None;
                 for (c, ct) in cts.iter().enumerate() {
                     let r = exec.rotate(ct, -(shifts[c] as i64))?;
                     exec.accumulate(&mut packed, r)?;
@@ -395,7 +395,7 @@ impl Step<'_, '_> {
     }
 
     /// Multiplies by `k` on `grid`'s positions and 0 elsewhere (one level).
-    fn masked_scale(&self, ct: Ct, grid: &Grid, k: f64) -> Result<Ct, HeError> {
+    fn masked_scale(&self, ct: B::Ct, grid: &Grid, k: f64) -> Result<B::Ct, HeError> {
         let exec = self.exec;
         let level = exec.level(&ct);
         let pt = exec.encode(&grid.mask(exec.slots(), k), level, exec.scale(level))?;
@@ -407,14 +407,14 @@ impl Step<'_, '_> {
     }
 }
 
-fn split(map: Map) -> (Option<Grid>, Vec<Ct>, bool) {
+fn split<B: Backend>(map: Map<B>) -> (Option<Grid>, Vec<B::Ct>, bool) {
     match map {
         Map::Grid { grid, cts, clean } => (Some(grid), cts, clean),
         Map::Flat(cts) => (None, cts, true),
     }
 }
 
-fn join(grid: Option<Grid>, cts: Vec<Ct>, clean: bool) -> Map {
+fn join<B: Backend>(grid: Option<Grid>, cts: Vec<B::Ct>, clean: bool) -> Map<B> {
     match grid {
         Some(grid) => Map::Grid { grid, cts, clean },
         None => Map::Flat(cts),

@@ -1,7 +1,7 @@
 //! Feature-map geometry shared by the channel-wise packings: where value (y, x) of a plane sits
 //! among the slots, and sums along a row or column of it by rotations.
 
-use crate::he::exec::{Ct, Exec};
+use crate::he::exec::{Backend, Exec};
 use crate::he::HeError;
 
 /// Where a feature map's values sit: value `(y, x)` of every channel at slot
@@ -38,7 +38,12 @@ impl Grid {
 
 /// Sums the `n` values at slots `0, pitch, …, (n−1)·pitch` into slot 0: log2(n) rotations when
 /// `n` is a power of two, else n − 1.
-pub(super) fn sum_progression(exec: &Exec, ct: Ct, n: usize, pitch: usize) -> Result<Ct, HeError> {
+pub(super) fn sum_progression<B: Backend>(
+    exec: &Exec<B>,
+    ct: B::Ct,
+    n: usize,
+    pitch: usize,
+) -> Result<B::Ct, HeError> {
     if n <= 1 {
         return Ok(ct);
     }

@@ -12,14 +12,17 @@ pub mod channel;
 pub mod fast;
 mod grid;
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::exec::{Ct, Exec, Pt, Store};
+use super::counts::{OpCounts, OpTally};
+use super::exec::{Backend, Exec, Prepare, Real, Store};
 use super::{HeError, Network};
 use crate::model::Dense;
-use crate::seal::{Ciphertext, Client, Encryptor, Evaluator, OpCounts, OpTally};
+use crate::seal::{Ciphertext, Client, Encryptor, Evaluator, Plaintext};
 
 /// A way of packing images into ciphertexts and evaluating a network on them.
 pub trait Packing: Sync {
@@ -43,36 +46,145 @@ pub trait Packing: Sync {
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>>;
     /// Server side: evaluates the network, reporting each stage (a layer, or layers fused for
     /// streaming) to `stages` as it finishes.
-    fn evaluate(
+    fn evaluate<B: Backend>(
         &self,
-        exec: &Exec,
+        exec: &Exec<B>,
         net: &Network,
-        input: Vec<Ct>,
+        input: Vec<B::Ct>,
         stages: &mut StageLog,
-    ) -> Result<Vec<Ct>, HeError>;
+    ) -> Result<Vec<B::Ct>, HeError>;
     /// Client side: each image's logits from the decrypted output slot vectors.
     fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>>;
 }
 
-/// The packings by name.
-pub fn by_name(name: &str) -> Result<&'static dyn Packing, HeError> {
-    match name {
-        "channel" => Ok(&channel::ChannelWise),
-        "batch" => Ok(&batch::BatchAxis),
-        _ => fast::VARIANTS
-            .iter()
+/// Which packing: parsed once from its name where a job or command names it, then passed on
+/// by value. Serialized as its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PackingId {
+    /// `channel`: the paper's channel-wise method.
+    Channel,
+    /// `channel-fast` (one image per run) or `channel-fast-xK` (K images interleaved).
+    ChannelFast(fast::Lanes),
+    /// `batch`: batch-axis.
+    Batch,
+}
+
+/// Runs `$body` with `$p` bound to the packing that `$id` names.
+macro_rules! with_packing {
+    ($id:expr, $p:ident => $body:expr) => {
+        match $id {
+            PackingId::Channel => {
+                let $p = &channel::ChannelWise;
+                $body
+            }
+            PackingId::ChannelFast(lanes) => {
+                let $p = &fast::ChannelFast::new(lanes);
+                $body
+            }
+            PackingId::Batch => {
+                let $p = &batch::BatchAxis;
+                $body
+            }
+        }
+    };
+}
+
+impl PackingId {
+    /// Every packing, in the order the documentation lists them.
+    pub fn all() -> impl Iterator<Item = PackingId> {
+        std::iter::once(PackingId::Channel)
+            .chain(fast::Lanes::ALL.into_iter().map(PackingId::ChannelFast))
+            .chain(std::iter::once(PackingId::Batch))
+    }
+
+    /// Whether it is channel-wise (one image's channels across ciphertexts: the paper's
+    /// method and `channel-fast`), as opposed to batch-axis.
+    pub fn is_channel_wise(self) -> bool {
+        !matches!(self, PackingId::Batch)
+    }
+}
+
+impl Packing for PackingId {
+    fn name(&self) -> &'static str {
+        with_packing!(*self, p => p.name())
+    }
+    fn images_per_run(&self, slots: usize) -> usize {
+        with_packing!(*self, p => p.images_per_run(slots))
+    }
+    fn lanes(&self) -> usize {
+        with_packing!(*self, p => p.lanes())
+    }
+    fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
+        with_packing!(*self, p => p.fits(net, slots))
+    }
+    fn noise_gain(&self, net: &Network, slots: usize) -> f64 {
+        with_packing!(*self, p => p.noise_gain(net, slots))
+    }
+    fn input_count(&self, net: &Network, slots: usize) -> usize {
+        with_packing!(*self, p => p.input_count(net, slots))
+    }
+    fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        with_packing!(*self, p => p.input_vectors(net, slots, images))
+    }
+    fn evaluate<B: Backend>(
+        &self,
+        exec: &Exec<B>,
+        net: &Network,
+        input: Vec<B::Ct>,
+        stages: &mut StageLog,
+    ) -> Result<Vec<B::Ct>, HeError> {
+        with_packing!(*self, p => p.evaluate(exec, net, input, stages))
+    }
+    fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>> {
+        with_packing!(*self, p => p.logits(net, outputs, images))
+    }
+}
+
+/// Ordered by name, as reports list packings.
+impl Ord for PackingId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+impl PartialOrd for PackingId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl FromStr for PackingId {
+    type Err = HeError;
+
+    fn from_str(name: &str) -> Result<Self, HeError> {
+        PackingId::all()
             .find(|p| p.name() == name)
-            .map(|p| p as &dyn Packing)
-            .ok_or_else(|| HeError::UnknownPacking(name.to_string())),
+            .ok_or_else(|| HeError::UnknownPacking(name.to_string()))
+    }
+}
+
+impl fmt::Display for PackingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for PackingId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for PackingId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
 /// Names of all packings.
 pub fn names() -> Vec<&'static str> {
-    std::iter::once("channel")
-        .chain(fast::VARIANTS.iter().map(|p| p.name()))
-        .chain(std::iter::once("batch"))
-        .collect()
+    PackingId::all().map(|p| p.name()).collect()
 }
 
 /// Operations and time of one stage of an evaluation.
@@ -92,7 +204,7 @@ pub struct StageLog {
 
 impl StageLog {
     /// A log whose first stage starts now.
-    pub fn new(exec: &Exec) -> Self {
+    pub fn new<B: Backend>(exec: &Exec<B>) -> Self {
         Self {
             last: (exec.tally(), Instant::now()),
             stages: Vec::new(),
@@ -100,7 +212,7 @@ impl StageLog {
     }
 
     /// The stage `name` has just finished: it is everything since the last report.
-    pub fn done(&mut self, exec: &Exec, name: &str) {
+    pub fn done<B: Backend>(&mut self, exec: &Exec<B>, name: &str) {
         let now = exec.tally();
         self.stages.push(Stage {
             name: name.to_string(),
@@ -112,7 +224,7 @@ impl StageLog {
 
     /// Stages that ran interleaved, each measured by the packing itself; together they are
     /// everything since the last report.
-    pub fn interleaved(&mut self, exec: &Exec, stages: Vec<Stage>) {
+    pub fn interleaved<B: Backend>(&mut self, exec: &Exec<B>, stages: Vec<Stage>) {
         self.stages.extend(stages);
         self.last = (exec.tally(), Instant::now());
     }
@@ -134,7 +246,7 @@ pub struct Evaluation {
 /// Client side: encrypts the images of one run at the top level with the public key.
 pub fn encrypt_run(
     encryptor: &Encryptor,
-    packing: &dyn Packing,
+    packing: PackingId,
     net: &Network,
     images: &[Vec<f64>],
 ) -> Result<Vec<Ciphertext>, HeError> {
@@ -157,20 +269,21 @@ pub fn encrypt_run(
 /// level where the evaluation uses it (a symbolic pass of the evaluation finds those levels).
 pub fn prepare(
     evaluator: &Evaluator,
-    packing: &dyn Packing,
+    packing: PackingId,
     net: &Network,
-) -> Result<Store, HeError> {
+) -> Result<Store<Plaintext>, HeError> {
     let store = Store::default();
-    let (counts, pass) = (OpCounts::default(), OpCounts::default());
-    let exec = Exec::prepare(evaluator.ops(&counts), &pass, &store, packing.lanes())?;
-    let ctx = evaluator.context();
-    let (top, slots) = (ctx.top_level(), ctx.slots());
-    let input = (0..packing.input_count(net, slots))
-        .map(|_| exec.sym(top))
-        .collect();
-    let mut stages = StageLog::new(&exec);
-    packing.evaluate(&exec, net, input, &mut stages)?;
-    drop(exec);
+    let pass = OpCounts::default();
+    {
+        let exec = Exec::new(Prepare::new(evaluator, &store)?, &pass, packing.lanes())?;
+        let ctx = evaluator.context();
+        let (top, slots) = (ctx.top_level(), ctx.slots());
+        let input = (0..packing.input_count(net, slots))
+            .map(|_| exec.backend().input(top))
+            .collect();
+        let mut stages = StageLog::new(&exec);
+        packing.evaluate(&exec, net, input, &mut stages)?;
+    }
     Ok(store)
 }
 
@@ -178,25 +291,16 @@ pub fn prepare(
 /// per stage.
 pub fn evaluate_run(
     evaluator: &Evaluator,
-    store: &Store,
-    packing: &dyn Packing,
+    store: &Store<Plaintext>,
+    packing: PackingId,
     net: &Network,
     input: Vec<Ciphertext>,
 ) -> Result<(Vec<Ciphertext>, Evaluation), HeError> {
     let counts = OpCounts::default();
-    let exec = Exec::real(evaluator.ops(&counts), store, packing.lanes())?;
+    let exec = Exec::new(Real::new(evaluator, store)?, &counts, packing.lanes())?;
     let start = Instant::now();
     let mut stages = StageLog::new(&exec);
-    let out = packing.evaluate(
-        &exec,
-        net,
-        input.into_iter().map(Ct::Real).collect(),
-        &mut stages,
-    )?;
-    let out = out
-        .into_iter()
-        .map(Exec::into_real)
-        .collect::<Result<Vec<_>, _>>()?;
+    let out = packing.evaluate(&exec, net, input, &mut stages)?;
     let evaluation = Evaluation {
         stages: stages.into_stages(),
         totals: counts.snapshot(),
@@ -208,7 +312,7 @@ pub fn evaluate_run(
 /// Client side: decrypts a run's outputs into each image's logits.
 pub fn decrypt_run(
     client: &Client,
-    packing: &dyn Packing,
+    packing: PackingId,
     net: &Network,
     outputs: &[Ciphertext],
     images: usize,
@@ -246,12 +350,12 @@ pub(crate) fn par_each<T: Send, U: Send>(
 /// A dense layer on replicated values: `out_u = Σ_f w[u][f]·x_f + b_u`, all scalar products,
 /// each output one fused sum over the inputs' coefficients ([`Exec::dot_scalars`]; the inputs
 /// are copied out of SEAL once, not once per output).
-pub(crate) fn dense_flat(
-    exec: &Exec,
+pub(crate) fn dense_flat<B: Backend>(
+    exec: &Exec<B>,
     d: &Dense,
-    cts: Vec<Ct>,
+    cts: Vec<B::Ct>,
     zero: impl Fn(usize) -> HeError + Sync,
-) -> Result<Vec<Ct>, HeError> {
+) -> Result<Vec<B::Ct>, HeError> {
     let level = exec.level(
         cts.first()
             .ok_or(HeError::Internal("a dense layer without inputs".into()))?,
@@ -278,13 +382,13 @@ pub(crate) fn dense_flat(
 }
 
 /// `m·x + off` on one ciphertext; `constant` encodes the offset where it belongs.
-pub(crate) fn affine(
-    exec: &Exec,
-    ct: Ct,
+pub(crate) fn affine<B: Backend>(
+    exec: &Exec<B>,
+    ct: B::Ct,
     m: f64,
     off: f64,
-    constant: &dyn Fn(f64, usize, f64) -> Result<Pt, HeError>,
-) -> Result<Ct, HeError> {
+    constant: &dyn Fn(f64, usize, f64) -> Result<B::Pt, HeError>,
+) -> Result<B::Ct, HeError> {
     let level = exec.level(&ct);
     let s = exec.scale(level);
     let pm = exec.encode_scalar(m, level, s)?;

@@ -22,7 +22,7 @@ use super::results::{self, JobResult};
 use super::JobError;
 use crate::data::Images;
 use crate::he::infer::{ImageRecord, Owner, RunOutput, Worker};
-use crate::he::packing::{self, Evaluation, Packing};
+use crate::he::packing::{Evaluation, Packing, PackingId};
 use crate::he::{plan, HeError, Network};
 use crate::model::Model;
 use crate::seal::{CkksParams, Context, EvaluationKeys, PublicKey};
@@ -52,47 +52,34 @@ enum Setup {
 
 impl Setup {
     fn to_bytes(&self, tail: &[&[u8]]) -> Vec<u8> {
-        let head = serde_json::to_vec(self).expect("the set-up serializes");
-        let mut out = (head.len() as u64).to_le_bytes().to_vec();
-        out.extend(head);
-        for t in tail {
-            out.extend(*t);
-        }
-        out
+        crate::frame::write(self, tail).expect("the set-up serializes")
     }
 
     /// The head and the bytes after it.
     fn from_bytes(bytes: &[u8]) -> Result<(Self, &[u8]), JobError> {
-        let bad = || JobError::Launch("rank 0 sent a malformed job set-up".into());
-        let (len, rest) = bytes.split_first_chunk::<8>().ok_or_else(bad)?;
-        let len = u64::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(bad());
-        }
-        let setup = serde_json::from_slice(&rest[..len]).map_err(|_| bad())?;
-        Ok((setup, &rest[len..]))
+        crate::frame::read(bytes).map_err(|_| JobError::Malformed("a malformed job set-up"))
     }
 }
 
 /// Runs the job in `config` with `overrides`. Rank 0 returns the result file's summary, the
 /// other ranks `None`.
-pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summary>, crate::Error> {
+pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summary>, JobError> {
     let start = SystemTime::now();
     let world = World::init()?;
-    let prepared = Job::prepare(config, overrides, world.ranks_on_node());
+    // the model is folded for encryption here, once per job, so that a network that cannot
+    // be encrypted stops every rank before any key
+    let prepared =
+        Job::prepare(config, overrides, world.ranks_on_node()).and_then(|(job, model, images)| {
+            let net = Network::from_model(&model)?;
+            Ok((job, model, images, net))
+        });
     let not_ready = world.not_ready(prepared.is_ok());
-    let (job, model, images) = prepared?;
+    let (job, model, images, net) = prepared?;
     if !not_ready.is_empty() {
-        return Err(JobError::Launch(format!(
-            "rank(s) {not_ready:?} could not prepare the job (their messages say why); nothing was run"
-        ))
-        .into());
+        return Err(JobError::NotReady(not_ready));
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(job.threads)
-        .build()
-        .map_err(|e| JobError::Launch(format!("cannot start {} threads: {e}", job.threads)))?;
-    let packing = packing::by_name(&job.file.packing)?;
+    let pool = crate::pool::threads(job.threads)?;
+    let packing = job.file.packing;
     let fingerprint = checkpoint::fingerprint(
         &job.file.model,
         job.file.dataset.name(),
@@ -104,6 +91,7 @@ pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summa
         pool: &pool,
         job: &job,
         model: &model,
+        net: &net,
         images: &images,
         packing,
         fingerprint: &fingerprint,
@@ -129,8 +117,10 @@ struct Ctx<'a> {
     pool: &'a rayon::ThreadPool,
     job: &'a Job,
     model: &'a Model,
+    /// The model folded for encryption, once per job.
+    net: &'a Network,
     images: &'a Images,
-    packing: &'static dyn Packing,
+    packing: PackingId,
     fingerprint: &'a str,
 }
 
@@ -143,10 +133,9 @@ struct Collected {
 
 impl Ctx<'_> {
     /// Rank 0: set up, evaluate its own shard, collect everyone's runs, write the result.
-    fn lead(&self, start: SystemTime) -> Result<results::Summary, crate::Error> {
-        let opened = Network::from_model(self.model)
-            .and_then(|net| plan::plan(self.packing, &net, self.job.file.scale_bits))
-            .map_err(crate::Error::from)
+    fn lead(&self, start: SystemTime) -> Result<results::Summary, JobError> {
+        let opened = plan::plan(self.packing, self.net, self.job.file.scale_bits)
+            .map_err(JobError::from)
             .and_then(|plan| {
                 Checkpoints::open(
                     &self.job.checkpoint_dir,
@@ -155,7 +144,6 @@ impl Ctx<'_> {
                     &plan.digest(),
                 )
                 .map(|(c, e)| (plan, c, e))
-                .map_err(crate::Error::from)
             });
         let (plan, checkpoints, entries) = match opened {
             Ok(o) => o,
@@ -203,9 +191,10 @@ impl Ctx<'_> {
             plan
         } else {
             let keygen = Instant::now();
+            let (model, net, packing) = (self.model.clone(), self.net.clone(), self.packing);
             let (owner, keys) = self
                 .pool
-                .install(|| Owner::new(self.model.clone(), self.packing, plan))?;
+                .install(|| Owner::new(model, net, packing, plan))?;
             log::info!(
                 "planned N={} depth {}, generated keys in {:.1} s",
                 owner.plan.params.poly_modulus_degree,
@@ -273,7 +262,7 @@ impl Ctx<'_> {
         own: &[Vec<usize>],
         total: usize,
         state: &mut Collected,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), JobError> {
         let stop = AtomicBool::new(false);
         let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
         let mut failures: Vec<String> = Vec::new();
@@ -300,11 +289,7 @@ impl Ctx<'_> {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(JobError::Launch(format!(
-                "{}; every finished image is kept in the checkpoints: run the job again to finish it",
-                failures.join("; ")
-            ))
-            .into())
+            Err(JobError::RanksFailed(failures))
         }
     }
 
@@ -317,7 +302,7 @@ impl Ctx<'_> {
         total: usize,
         state: &mut Collected,
         failures: &mut Vec<String>,
-    ) -> Result<(), crate::Error> {
+    ) -> Result<(), JobError> {
         let mut progress = Progress::new("all ranks".into(), total);
         let mut own_running = true;
         let mut workers_left = self.world.size() - 1;
@@ -357,7 +342,7 @@ impl Ctx<'_> {
         rank: usize,
         out: RunOutput,
         state: &mut Collected,
-    ) -> Result<usize, crate::Error> {
+    ) -> Result<usize, JobError> {
         // on this thread, not the rank's pool, which is busy with rank 0's own runs: taking in
         // a finished run never waits for one of them
         let records = owner.records(self.images, &out)?;
@@ -385,7 +370,7 @@ impl Ctx<'_> {
     /// Rank 0: broadcasts the evaluation keys piece by piece, each serialized just before it is
     /// sent; returns the bytes sent. A piece that fails to serialize goes out empty (which the
     /// workers refuse), so that every rank still takes part in every announced broadcast.
-    fn send_keys(&self, keys: &EvaluationKeys) -> Result<usize, crate::Error> {
+    fn send_keys(&self, keys: &EvaluationKeys) -> Result<usize, JobError> {
         let mut sent = 0;
         let mut failure = None;
         for piece in keys.pieces() {
@@ -405,34 +390,27 @@ impl Ctx<'_> {
     /// A worker rank: receives the `pieces` broadcasts of rank 0's [`Self::send_keys`], loading
     /// each piece as it arrives. Every announced piece is received, even after one is refused,
     /// so that rank 0 never waits on this rank.
-    fn receive_keys(
-        &self,
-        context: &Context,
-        pieces: usize,
-    ) -> Result<EvaluationKeys, crate::Error> {
+    fn receive_keys(&self, context: &Context, pieces: usize) -> Result<EvaluationKeys, JobError> {
         let mut left = pieces;
-        let keys = EvaluationKeys::from_pieces(context, || -> Result<Vec<u8>, crate::Error> {
-            left = left.checked_sub(1).ok_or_else(|| {
-                JobError::Launch(format!(
-                    "rank 0 announced {pieces} evaluation-key pieces, and the keys need more"
-                ))
-            })?;
+        let keys = EvaluationKeys::from_pieces(context, || -> Result<Vec<u8>, JobError> {
+            left = left
+                .checked_sub(1)
+                .ok_or(JobError::KeyPiecesMissing { announced: pieces })?;
             let piece = self.world.broadcast(None);
             if piece.is_empty() {
-                return Err(JobError::Launch(
-                    "rank 0 could not serialize the evaluation keys".into(),
-                )
-                .into());
+                return Err(JobError::Malformed(
+                    "no evaluation keys (it could not serialize them)",
+                ));
             }
             Ok(piece)
         });
         self.skip_broadcasts(left);
         let keys = keys?;
         if left > 0 {
-            return Err(JobError::Launch(format!(
-                "rank 0 announced {pieces} evaluation-key pieces, {left} more than the keys hold"
-            ))
-            .into());
+            return Err(JobError::KeyPiecesLeft {
+                announced: pieces,
+                left,
+            });
         }
         Ok(keys)
     }
@@ -445,13 +423,11 @@ impl Ctx<'_> {
     }
 
     /// A worker rank: receives the set-up, evaluates its shard, reports each run to rank 0.
-    fn follow(&self) -> Result<(), crate::Error> {
+    fn follow(&self) -> Result<(), JobError> {
         let bytes = self.world.broadcast(None);
         let (setup, tail) = Setup::from_bytes(&bytes)?;
         match setup {
-            Setup::Stop { reason } => {
-                Err(JobError::Launch(format!("rank 0 stopped the job: {reason}")).into())
-            }
+            Setup::Stop { reason } => Err(JobError::Stopped(reason)),
             Setup::Idle => Ok(()),
             Setup::Work {
                 fingerprint,
@@ -486,7 +462,7 @@ impl Ctx<'_> {
         params: &CkksParams,
         (public_len, public): (usize, &[u8]),
         key_pieces: usize,
-    ) -> Result<Worker, crate::Error> {
+    ) -> Result<Worker, JobError> {
         let checked = self.check_setup(fingerprint, params, public_len, public);
         let (context, public) = match checked {
             Ok(ready) => ready,
@@ -498,6 +474,7 @@ impl Ctx<'_> {
         let evaluation = self.receive_keys(&context, key_pieces)?;
         Ok(Worker::new(
             self.model.clone(),
+            self.net.clone(),
             self.packing,
             context,
             &public,
@@ -512,18 +489,16 @@ impl Ctx<'_> {
         params: &CkksParams,
         public_len: usize,
         public: &[u8],
-    ) -> Result<(Arc<Context>, PublicKey), crate::Error> {
+    ) -> Result<(Arc<Context>, PublicKey), JobError> {
         if fingerprint != self.fingerprint {
-            return Err(JobError::Launch(format!(
-                "rank {} reads a different job than rank 0 ({} here, {fingerprint} on rank 0): \
-                 every rank must see the same model file, dataset and packing",
-                self.world.rank(),
-                self.fingerprint
-            ))
-            .into());
+            return Err(JobError::DifferentJob {
+                rank: self.world.rank(),
+                here: self.fingerprint.to_string(),
+                root: fingerprint.to_string(),
+            });
         }
         if public.len() != public_len {
-            return Err(JobError::Launch("rank 0 sent a truncated public key".into()).into());
+            return Err(JobError::Malformed("a truncated public key"));
         }
         let context = Context::new(params)?;
         let public = PublicKey::from_bytes(&context, public)?;
@@ -531,7 +506,7 @@ impl Ctx<'_> {
     }
 
     /// A worker rank's shard: each run encrypted, evaluated and sent back.
-    fn evaluate_shard(&self, worker: &Worker, runs: &[Vec<usize>]) -> Result<(), crate::Error> {
+    fn evaluate_shard(&self, worker: &Worker, runs: &[Vec<usize>]) -> Result<(), JobError> {
         let total = runs.iter().map(Vec::len).sum();
         let mut progress = Progress::new(format!("rank {}", self.world.rank()), total);
         for run in runs {

@@ -48,7 +48,7 @@ impl World {
     pub fn init() -> Result<Self, JobError> {
         check_launcher(None)?;
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
-            .ok_or_else(|| JobError::Launch("MPI was already initialized".into()))?;
+            .ok_or(JobError::MpiInitialized)?;
         let comm = universe.world();
         let (rank, size) = (comm.rank() as usize, comm.size() as usize);
         check_launcher(Some(size))?;
@@ -194,10 +194,8 @@ fn check_launcher(size: Option<usize>) -> Result<(), JobError> {
     if !mismatch {
         return Ok(());
     }
-    Err(JobError::Launch(format!(
-        "the launcher started {n} processes ({var}={n}), but MPI would see each as the only rank: \
-         the launcher does not match hejob's MPI library (OpenMPI). Launch with \
-         `mpirun -n {n} --bind-to none hejob --config FILE` from OpenMPI, or under Slurm \
-         with `srun --mpi=pmix hejob --config FILE`"
-    )))
+    Err(JobError::Launcher {
+        processes: n,
+        var: var.to_string(),
+    })
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::super::grid::Grid;
 use super::super::par_map;
 use super::layout::{Feature, Layout, Place, Planes};
-use crate::he::exec::{Ct, Exec};
+use crate::he::exec::{Backend, Exec};
 use crate::he::HeError;
 use crate::model::{Conv, Dense};
 
@@ -29,13 +29,13 @@ pub(super) struct Term<'a> {
 
 /// `out[o] = Σ_g rot(Σ_{terms (o, i, b, g)} rot(in[i], b) ⊙ P, g)`, unrescaled (scale S_ℓ²).
 /// The plaintexts are stored under `(layer, term index)`, pre-rotated by −g.
-pub(super) fn bsgs(
-    exec: &Exec,
+pub(super) fn bsgs<B: Backend>(
+    exec: &Exec<B>,
     layer: usize,
-    inputs: &[Ct],
+    inputs: &[B::Ct],
     terms: &[Term],
     outputs: usize,
-) -> R<Vec<Option<Ct>>> {
+) -> R<Vec<Option<B::Ct>>> {
     let slots = exec.slots() as i64;
     let norm = |s: i64| s.rem_euclid(slots);
     let level = exec.level(&inputs[0]);
@@ -51,7 +51,7 @@ pub(super) fn bsgs(
         let (i, b) = babies[k];
         exec.rotate(&inputs[i], b)
     })?;
-    let input = |i: usize, b: i64| -> &Ct {
+    let input = |i: usize, b: i64| -> &B::Ct {
         match babies.binary_search(&(i, norm(b))) {
             Ok(k) => &rotated[k],
             Err(_) => &inputs[i],
@@ -88,7 +88,7 @@ pub(super) fn bsgs(
         }
         Ok(acc)
     })?;
-    let mut per_group: Vec<Vec<Ct>> = (0..groups.len()).map(|_| Vec::new()).collect();
+    let mut per_group: Vec<Vec<B::Ct>> = (0..groups.len()).map(|_| Vec::new()).collect();
     for ((g, _), p) in chunks.iter().zip(partial) {
         per_group[*g].extend(p);
     }
@@ -103,7 +103,7 @@ pub(super) fn bsgs(
             other => Ok(other),
         }
     })?;
-    let mut out: Vec<Option<Ct>> = (0..outputs).map(|_| None).collect();
+    let mut out: Vec<Option<B::Ct>> = (0..outputs).map(|_| None).collect();
     for (((o, _), _), sum) in groups.iter().zip(sums) {
         if let Some(s) = sum {
             exec.accumulate(&mut out[*o], s)?;

@@ -21,7 +21,7 @@ mod linear;
 use super::grid::sum_progression;
 use super::{par_each, Packing, StageLog};
 use crate::he::activation;
-use crate::he::exec::{interleave, lane, Ct, Exec};
+use crate::he::exec::{interleave, lane, Backend, Exec};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, LayerKind};
 use layout::Layout;
@@ -30,22 +30,27 @@ use layout::Layout;
 /// ciphertext (1: one image per run, the lowest latency; more: the same operations serve
 /// several images, for throughput, as long as one image's layout fits in `slots / lanes`).
 pub struct ChannelFast {
-    name: &'static str,
-    lanes: usize,
+    lanes: Lanes,
 }
 
-/// `channel-fast` and its throughput variants `channel-fast-xK` (K images per ciphertext).
-pub static VARIANTS: [ChannelFast; 5] = [
-    ChannelFast::new("channel-fast", 1),
-    ChannelFast::new("channel-fast-x2", 2),
-    ChannelFast::new("channel-fast-x4", 4),
-    ChannelFast::new("channel-fast-x8", 8),
-    ChannelFast::new("channel-fast-x16", 16),
-];
+/// Images per ciphertext of `channel-fast-xK`: 1 (`channel-fast`), 2, 4, 8 or 16; no other
+/// value can be made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Lanes(u8);
+
+impl Lanes {
+    /// Every variant, `channel-fast` first.
+    pub const ALL: [Lanes; 5] = [Lanes(1), Lanes(2), Lanes(4), Lanes(8), Lanes(16)];
+
+    /// The number of images.
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+}
 
 impl ChannelFast {
-    const fn new(name: &'static str, lanes: usize) -> Self {
-        Self { name, lanes }
+    pub(crate) fn new(lanes: Lanes) -> Self {
+        Self { lanes }
     }
 }
 
@@ -55,19 +60,25 @@ const EXTRA: u64 = 1 << 32;
 
 impl Packing for ChannelFast {
     fn name(&self) -> &'static str {
-        self.name
+        match self.lanes.0 {
+            1 => "channel-fast",
+            2 => "channel-fast-x2",
+            4 => "channel-fast-x4",
+            8 => "channel-fast-x8",
+            _ => "channel-fast-x16",
+        }
     }
 
     fn images_per_run(&self, _slots: usize) -> usize {
-        self.lanes
+        self.lanes.get()
     }
 
     fn lanes(&self) -> usize {
-        self.lanes
+        self.lanes.get()
     }
 
     fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
-        let slots = slots / self.lanes;
+        let slots = slots / self.lanes.get();
         layout::input(net, slots)?;
         let mut planes = true;
         for (i, layer) in net.layers.iter().enumerate() {
@@ -102,15 +113,15 @@ impl Packing for ChannelFast {
 
     fn noise_gain(&self, _net: &Network, slots: usize) -> f64 {
         // a dense layer adds up products from every slot of an image
-        (slots / self.lanes) as f64
+        (slots / self.lanes.get()) as f64
     }
 
     fn input_count(&self, net: &Network, slots: usize) -> usize {
-        layout::input(net, slots / self.lanes).map_or(0, |i| i.layout.count())
+        layout::input(net, slots / self.lanes.get()).map_or(0, |i| i.layout.count())
     }
 
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>> {
-        let slots = slots / self.lanes;
+        let slots = slots / self.lanes.get();
         let input = layout::input(net, slots).expect("planned networks fit");
         let per_image: Vec<Vec<Vec<f64>>> = images
             .iter()
@@ -119,23 +130,23 @@ impl Packing for ChannelFast {
         (0..input.layout.count())
             .map(|t| {
                 // lanes without an image (the last run of a job) stay zero
-                let lanes: Vec<&[f64]> = (0..self.lanes)
+                let lanes: Vec<&[f64]> = (0..self.lanes.get())
                     .map(|j| per_image.get(j).map_or(&[][..], |v| v[t].as_slice()))
                     .collect();
                 let mut v = interleave(&lanes);
-                v.resize(slots * self.lanes, 0.0);
+                v.resize(slots * self.lanes.get(), 0.0);
                 v
             })
             .collect()
     }
 
-    fn evaluate(
+    fn evaluate<B: Backend>(
         &self,
-        exec: &Exec,
+        exec: &Exec<B>,
         net: &Network,
-        input: Vec<Ct>,
+        input: Vec<B::Ct>,
         stages: &mut StageLog,
-    ) -> Result<Vec<Ct>, HeError> {
+    ) -> Result<Vec<B::Ct>, HeError> {
         let front = layout::input(net, exec.slots()).map_err(HeError::Internal)?;
         let mut map = (front.layout, input);
         let mut gap = None;
@@ -155,22 +166,22 @@ impl Packing for ChannelFast {
     fn logits(&self, net: &Network, outputs: &[Vec<f64>], images: usize) -> Vec<Vec<f64>> {
         // one ciphertext, output u of image j in its slot u
         (0..images)
-            .map(|j| lane(&outputs[0], self.lanes, j)[..net.outputs()].to_vec())
+            .map(|j| lane(&outputs[0], self.lanes.get(), j)[..net.outputs()].to_vec())
             .collect()
     }
 }
 
 /// One layer's evaluation.
-struct Step<'a, 'e> {
-    exec: &'a Exec<'e>,
+struct Step<'a, 'e, B: Backend> {
+    exec: &'a Exec<'e, B>,
     net: &'a Network,
     index: usize,
     first_conv: Option<&'a crate::model::Conv>,
 }
 
-type Map = (Layout, Vec<Ct>);
+type Map<B> = (Layout, Vec<<B as Backend>::Ct>);
 
-impl Step<'_, '_> {
+impl<B: Backend> Step<'_, '_, B> {
     fn err(&self, reason: String) -> HeError {
         HeError::Layer {
             index: self.index,
@@ -180,7 +191,7 @@ impl Step<'_, '_> {
     }
 
     /// `gap`: the divisor of a global pooling waiting for the dense layer after it.
-    fn apply(&self, (layout, cts): Map, gap: &mut Option<f64>) -> Result<Map, HeError> {
+    fn apply(&self, (layout, cts): Map<B>, gap: &mut Option<f64>) -> Result<Map<B>, HeError> {
         let exec = self.exec;
         let slots = exec.slots();
         let shape = self.net.shapes[self.index];
@@ -281,8 +292,8 @@ impl Step<'_, '_> {
                     return Ok((Layout::Planes(pooled), cts));
                 }
                 // maps whose values fall in each other's zero slots share a ciphertext
-                let mut cts: Vec<Option<Ct>> = cts.into_iter().map(Some).collect();
-                let members: Vec<Vec<(Ct, usize)>> = groups
+                let mut cts: Vec<Option<B::Ct>> = cts.into_iter().map(Some).collect();
+                let members: Vec<Vec<(B::Ct, usize)>> = groups
                     .iter()
                     .map(|g| {
                         g.iter()

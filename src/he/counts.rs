@@ -1,4 +1,5 @@
 //! Homomorphic operation counters: atomic while threads evaluate, plain numbers once taken.
+//! Only [`super::exec::Exec`] counts, the same way for every backend.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,0 +1,51 @@
+//! `hejob infer`: test images classified encrypted in one process (client and server), each
+//! beside the plain prediction.
+
+use serde_json::json;
+
+use crate::cli::InferArgs;
+use crate::data;
+use crate::error::{Error, UsageError};
+use crate::he::infer::Session;
+use crate::model::file;
+
+/// Classifies and prints (a line per image, or JSON with the plan and every run).
+pub fn run(a: InferArgs) -> Result<(), Error> {
+    let m = file::load(&a.model)?;
+    let images = m
+        .dataset
+        .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
+    let indices: Vec<usize> = if a.images.is_empty() {
+        (a.offset..a.offset.saturating_add(a.limit)).collect()
+    } else {
+        a.images
+    };
+    if let Some(&index) = indices.iter().find(|&&i| i >= images.len()) {
+        return Err(UsageError::Image {
+            index,
+            available: images.len(),
+        }
+        .into());
+    }
+    let session = Session::new(m, a.packing, a.precision.scale_bits)?;
+    let (records, evals) = session.classify(&images, &indices)?;
+    if a.json {
+        println!(
+            "{}",
+            json!({ "plan": session.plan(), "images": records, "runs": evals })
+        );
+        return Ok(());
+    }
+    for r in &records {
+        println!(
+            "image {:>5}  label {}  plain {}  he {}  max |error| {:.2e}  latency {:.2} s",
+            r.index, r.label, r.plain_pred, r.he_pred, r.max_abs_error, r.latency_s
+        );
+    }
+    let agree = records.iter().filter(|r| r.he_pred == r.plain_pred).count();
+    println!(
+        "{agree}/{} HE predictions equal the plain ones",
+        records.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! What each command does once parsed: one module per command, each the glue from its
+//! arguments to the library and the printing of what comes back. Nothing here computes what a
+//! library module could.
+
+mod bench;
+mod datasets;
+mod eval;
+mod fit;
+mod infer;
+mod model;
+mod plan;
+mod recalibrate;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, UsageError};
+use crate::job::{self, config::Overrides};
+
+/// Runs one parsed command line: a job (`--config`) or a subcommand.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let command = match (cli.command, cli.config) {
+        (Some(c), _) => c,
+        (None, Some(config)) => {
+            let overrides = Overrides {
+                limit: cli.limit,
+                offset: cli.offset,
+                output: cli.output,
+                threads: cli.threads,
+            };
+            job::runner::run(&config, &overrides)?;
+            return Ok(());
+        }
+        (None, None) => return Err(UsageError::NoCommand.into()),
+    };
+    match command {
+        Command::Fit(a) => fit::run(a),
+        Command::Model(c) => model::run(c),
+        Command::Eval(a) => eval::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Report(a) => {
+            for path in crate::report::report(&a.files, &a.out)? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Datasets(c) => datasets::run(c),
+        Command::BenchOps(a) => bench::ops(a),
+        Command::BenchPackings(a) => bench::packings(a),
+        Command::Infer(a) => infer::run(a),
+        Command::Recalibrate(a) => recalibrate::run(a),
+        #[cfg(feature = "train")]
+        Command::Train(a) => {
+            let (net, options) = ((&a.net).into(), (&a.training).into());
+            crate::train::command::train(&net, a.init, &a.out, a.epochs, &options)?;
+            Ok(())
+        }
+        #[cfg(feature = "train")]
+        Command::Prune(a) => {
+            let (m, l, r, o) = (&a.model, &a.layer, a.ratio, &a.out);
+            crate::train::command::prune(m, l, r, o, a.epochs, &(&a.training).into())?;
+            Ok(())
+        }
+        #[cfg(feature = "train")]
+        Command::Retrain(a) => {
+            let options = (&a.training).into();
+            crate::train::command::retrain(&a.model, &a.out, a.epochs, &options)?;
+            Ok(())
+        }
+    }
+}
