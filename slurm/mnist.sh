@@ -1,6 +1,7 @@
 #!/bin/bash
 # Encrypted inference of the 10,000 MNIST test images with the paper's best MNIST network
-# (3layer-CNN, swish-rg7-deg4, channel-wise), sharded over every task of the allocation.
+# (3layer-CNN, swish-rg7-deg4, channel-fast-x4: hejob's fastest channel-wise packing), sharded
+# over every task of the allocation.
 #
 #   sbatch slurm/mnist.sh                    # the whole job (jobs/mnist.toml)
 #   sbatch slurm/mnist.sh --limit 100        # extra arguments go to hejob (--limit, --offset, --output, --threads)
