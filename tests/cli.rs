@@ -414,8 +414,160 @@ fn datasets_fetch_downloads_and_verifies_from_a_local_server() {
         e.contains("failed verification") && e.contains("test_batch.bin"),
         "{e}"
     );
+    let left: Vec<_> = std::fs::read_dir(Path::new(d).join("cifar10"))
+        .unwrap()
+        .collect();
     assert!(
-        Path::new(d).join("cifar10/test_batch.bin").exists(),
-        "extracted before verifying"
+        left.is_empty(),
+        "a file that failed verification was put in place"
+    );
+}
+
+/// A member of a test tarball: its path in the archive, and its body or a symbolic link's target.
+type Member<'a> = (&'a str, Result<Vec<u8>, &'a str>);
+
+/// A tarball of `members`.
+fn tarball(dir: &Path, members: &[Member]) -> PathBuf {
+    let tgz = dir.join("cifar-10-binary.tar.gz");
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&tgz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    let mut tar = tar::Builder::new(gz);
+    for (path, body) in members {
+        let mut header = tar::Header::new_gnu();
+        match body {
+            Ok(body) => {
+                header.set_size(body.len() as u64);
+                header.set_cksum();
+                tar.append_data(&mut header, path, &body[..]).unwrap();
+            }
+            Err(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                tar.append_link(&mut header, path, target).unwrap();
+            }
+        }
+    }
+    tar.into_inner().unwrap().finish().unwrap();
+    tgz
+}
+
+#[test]
+fn a_hostile_tarball_changes_nothing_and_good_files_are_never_touched() {
+    let official = common::datasets_dir().join("cifar10");
+    let dest = tempfile::tempdir().unwrap();
+    let d = dest.path();
+    let cifar = d.join("cifar10");
+    std::fs::create_dir_all(&cifar).unwrap();
+    // good files present, test_batch.bin missing
+    for i in 1..=5 {
+        let name = format!("data_batch_{i}.bin");
+        std::fs::copy(official.join(&name), cifar.join(&name)).unwrap();
+    }
+    let md5s = || -> Vec<String> {
+        (1..=5)
+            .map(|i| {
+                hejob::data::checksums::md5_file(&cifar.join(format!("data_batch_{i}.bin")))
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = md5s();
+    let served = tempfile::tempdir().unwrap();
+    let big = vec![0u8; (hejob::data::fetch::MAX_MEMBER + 1) as usize];
+    let cases: Vec<(&str, Vec<Member>, &str)> = vec![
+        (
+            "a bad version of a good file and a bad missing one",
+            vec![
+                ("cifar-10-batches-bin/data_batch_1.bin", Ok(vec![1u8; 1000])),
+                ("cifar-10-batches-bin/test_batch.bin", Ok(vec![2u8; 3073])),
+            ],
+            "test_batch.bin (wrong checksum)",
+        ),
+        (
+            "a link where a file belongs",
+            vec![("cifar-10-batches-bin/test_batch.bin", Err("/etc/passwd"))],
+            "member cifar-10-batches-bin/test_batch.bin is not a regular file",
+        ),
+        (
+            "foreign member names",
+            vec![
+                ("cifar-10-batches-bin/evil.bin", Ok(vec![3u8; 10])),
+                ("evil.bin", Ok(vec![3u8; 10])),
+            ],
+            "test_batch.bin (not in the download)",
+        ),
+        (
+            "a member beyond the size limit",
+            vec![("cifar-10-batches-bin/test_batch.bin", Ok(big.clone()))],
+            "more than the 33554432 a CIFAR-10 file may have",
+        ),
+    ];
+    for (what, members, says) in cases {
+        tarball(served.path(), &members);
+        let base = serve(served.path().to_path_buf(), 1);
+        let e = one_line_error(&hejob(&[
+            "datasets",
+            "fetch",
+            d.to_str().unwrap(),
+            "--dataset",
+            "cifar10",
+            "--cifar10-url",
+            &format!("{base}cifar-10-binary.tar.gz"),
+        ]));
+        assert!(e.contains(says), "{what}: {e}");
+        assert_eq!(md5s(), before, "{what}: a good file changed");
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .chain(std::fs::read_dir(&cifar).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "cifar10",
+                "data_batch_1.bin",
+                "data_batch_2.bin",
+                "data_batch_3.bin",
+                "data_batch_4.bin",
+                "data_batch_5.bin"
+            ],
+            "{what}: something was written"
+        );
+    }
+    // the official test batch in a tarball: only the missing file is added
+    tarball(
+        served.path(),
+        &[
+            ("cifar-10-batches-bin/data_batch_1.bin", Ok(vec![1u8; 1000])),
+            (
+                "cifar-10-batches-bin/test_batch.bin",
+                Ok(std::fs::read(official.join("test_batch.bin")).unwrap()),
+            ),
+        ],
+    );
+    let base = serve(served.path().to_path_buf(), 1);
+    let out = hejob(&[
+        "datasets",
+        "fetch",
+        d.to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--cifar10-url",
+        &format!("{base}cifar-10-binary.tar.gz"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(md5s(), before, "a good file was replaced");
+    assert!(
+        hejob::data::checksums::check(d, hejob::data::Dataset::Cifar10)
+            .unwrap()
+            .iter()
+            .all(|c| c.status == hejob::data::checksums::Status::Ok)
     );
 }

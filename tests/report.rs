@@ -73,6 +73,7 @@ fn write_result(
         .collect();
     let result = JobResult {
         job_text: "# written by tests/report.rs\n",
+        fingerprint: "model-md5=0;dataset=mnist;packing=channel",
         model_path: Path::new("model.h5"),
         model: &model,
         plan: &plan,

@@ -206,6 +206,7 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     let cases: Vec<(&str, &str)> = vec![
         ("unknown key", "limit = 1\nbatch_size = 3\n"),
         ("limit beyond the test set", "limit = 10001\n"),
+        ("threads beyond the bound", "limit = 1\nthreads = 100000\n"),
         ("bad log level", "limit = 1\nlog_level = \"loud\"\n"),
     ];
     for (what, extra) in cases {
@@ -219,12 +220,38 @@ fn bad_jobs_fail_fast_with_their_own_message() {
         assert!(e.contains("job.toml"), "{what}: {e}");
         match what {
             "unknown key" => assert!(e.contains("unknown field `batch_size`"), "{e}"),
-            "limit beyond the test set" => {
-                assert!(e.contains("not within the 10000 test images"), "{e}")
+            "limit beyond the test set" => assert!(
+                e.contains(
+                    "offset 0 and limit 10001 do not name images within the 10000 test images"
+                ),
+                "{e}"
+            ),
+            "threads beyond the bound" => {
+                assert!(
+                    e.contains("threads 100000 is not between 1 and 4096"),
+                    "{e}"
+                )
             }
             _ => assert!(e.contains("log_level \"loud\""), "{e}"),
         }
     }
+    // a limit whose end passes the largest number, from the command line
+    let cfg = job(d, "");
+    let e = error_line(&hejob(
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--limit",
+            "18446744073709551615",
+            "--offset",
+            "5",
+        ],
+        &[],
+    ));
+    assert!(
+        e.contains("offset 5 and limit 18446744073709551615 do not name images within"),
+        "{e}"
+    );
     // a missing model
     let cfg = job(d, "limit = 1\n");
     let text = std::fs::read_to_string(&cfg)
@@ -550,4 +577,156 @@ fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
     let done =
         std::fs::read_to_string(dir.path().join("out/result.h5.checkpoint/rank-0.jsonl")).unwrap();
     assert_eq!(done.matches("\"type\":\"image\"").count(), 2, "{done}");
+}
+
+/// The md5 of a file, to show it did not change.
+fn md5(path: &Path) -> String {
+    hejob::data::checksums::md5_file(path).unwrap()
+}
+
+#[test]
+fn an_output_that_is_not_this_jobs_result_is_refused_before_any_work_and_left_as_it_was() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = job(d, "limit = 1\nlog_level = \"warn\"\n");
+    let model = d.join("tiny.h5");
+    let other_result = d.join("other.h5");
+    // a result of another job: the same network under another packing
+    let other = d.join("other.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&other, text.replace("\"channel\"", "\"batch\"")).unwrap();
+    let made = hejob(
+        &[
+            "--config",
+            other.to_str().unwrap(),
+            "--output",
+            other_result.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    std::fs::create_dir(d.join("folder.h5")).unwrap();
+    let cases: [(&str, PathBuf, &str); 5] = [
+        ("its own model", model.clone(), "is the job's own model"),
+        ("its own job file", cfg.clone(), "is the job's own job file"),
+        ("a folder", d.join("folder.h5"), "is a folder"),
+        (
+            "a dataset file",
+            common::datasets_dir().join("mnist/t10k-labels-idx1-ubyte.gz"),
+            "is not an hejob result file (it is not an HDF5 file)",
+        ),
+        (
+            "another job's result",
+            other_result.clone(),
+            "holds the results of another job (model-md5=",
+        ),
+    ];
+    for (what, output, says) in cases {
+        let before = output.is_file().then(|| md5(&output));
+        let start = Instant::now();
+        let e = error_line(&hejob(
+            &[
+                "--config",
+                cfg.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            &[],
+        ));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{what}: not refused at once"
+        );
+        assert!(
+            e.contains(&format!("output {}", output.display())) && e.contains(says),
+            "{what}: {e}"
+        );
+        assert_eq!(
+            output.is_file().then(|| md5(&output)),
+            before,
+            "{what}: changed"
+        );
+        assert!(
+            !PathBuf::from(format!("{}.tmp", output.display())).exists(),
+            "{what}: a .tmp left"
+        );
+    }
+    // the model file still loads as a model, and the job itself still runs
+    file::load(&model).unwrap();
+    let out = hejob(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // and a re-run of the same job may replace its own result
+    let again = hejob(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn two_jobs_on_one_output_the_second_exits_at_once_naming_the_first() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // 20 images keep the first job busy for seconds after it takes the lock
+    let cfg = job(d, "limit = 20\nlog_level = \"warn\"\n");
+    let lock = d.join("out/result.h5.lock");
+    // a stale lock file from a job that died: taken over
+    std::fs::create_dir_all(d.join("out")).unwrap();
+    std::fs::write(&lock, "pid 1 on host gone").unwrap();
+    let first = common::hejob_command()
+        .args(["--config", cfg.to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holder = format!("pid {} on host", first.id());
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock)
+        .unwrap_or_default()
+        .starts_with(&holder)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the first job never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = Instant::now();
+    let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
+    assert!(
+        second.elapsed() < Duration::from_secs(10),
+        "the second job did not stop at once"
+    );
+    assert!(
+        e.contains("is being written by another job") && e.contains(&holder),
+        "{e}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(
+        read_indices(&d.join("out/result.h5")),
+        (0..20).collect::<Vec<_>>()
+    );
+    // once the first job is done, the output is free again
+    let out = hejob(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

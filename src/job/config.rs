@@ -61,7 +61,12 @@ pub struct Job {
     pub checkpoint_dir: PathBuf,
     /// The test images to evaluate, in order.
     pub indices: std::ops::Range<usize>,
+    /// What fixes each image's result (`checkpoint::fingerprint`); the result file records it.
+    pub fingerprint: String,
 }
+
+/// The most threads a rank may be given: more than any node has cores.
+pub const MAX_THREADS: usize = 4096;
 
 impl JobFile {
     /// Reads and parses a job file; a syntax error or unknown key names the file and the key.
@@ -111,7 +116,11 @@ impl Job {
             crate::he::plan::check_scale_bits(s).map_err(|e| fail(e.to_string()))?;
         }
         let threads = match file.threads {
-            Some(0) => return Err(fail("threads must be at least 1".into())),
+            Some(t) if !(1..=MAX_THREADS).contains(&t) => {
+                return Err(fail(format!(
+                    "threads {t} is not between 1 and {MAX_THREADS}"
+                )))
+            }
             Some(t) => t,
             None => std::env::var("SLURM_CPUS_PER_TASK")
                 .ok()
@@ -139,17 +148,18 @@ impl Job {
         let data_dir = data::resolve_dir(file.data_dir.as_deref());
         let images = file.dataset.load_test(&data_dir)?;
         let end = match file.limit {
-            Some(l) => file.offset + l,
-            None => images.len(),
+            Some(l) => file.offset.checked_add(l),
+            None => Some(images.len()),
         };
-        if end > images.len() || file.offset >= images.len() || end <= file.offset {
+        let Some(end) = end.filter(|&e| e <= images.len() && file.offset < e) else {
             return Err(fail(format!(
-                "images {}..{end} are not within the {} test images of {}",
+                "offset {} and limit {} do not name images within the {} test images of {}",
                 file.offset,
+                file.limit.map_or("(all)".to_string(), |l| l.to_string()),
                 images.len(),
                 file.dataset
             )));
-        }
+        };
         let checkpoint_dir = file
             .checkpoint_dir
             .clone()
@@ -172,6 +182,23 @@ impl Job {
                 checkpoint_dir.display()
             ))
         })?;
+        let fingerprint = super::checkpoint::fingerprint(
+            &file.model,
+            file.dataset.name(),
+            file.packing.name(),
+            file.scale_bits,
+        )?;
+        let this = super::results::Owner::Fingerprint(fingerprint.clone());
+        let older = super::results::Owner::Older {
+            model: file.model.display().to_string(),
+            packing: file.packing.name().to_string(),
+        };
+        check_output(
+            &file.output,
+            [&this, &older],
+            &[(&file.model, "model"), (path, "job file")],
+        )
+        .map_err(|reason| fail(format!("output {}: {reason}", file.output.display())))?;
         let job = Job {
             indices: file.offset..end,
             file,
@@ -180,9 +207,54 @@ impl Job {
             data_dir,
             threads,
             checkpoint_dir,
+            fingerprint,
         };
         Ok((job, model, images))
     }
+}
+
+/// Whether this job may write its result file at `output`: a new file, or a result file of this
+/// very job (`this`: its fingerprint, or for an older file its model path and packing), never a
+/// folder, one of the job's own `inputs` (path, what it is) or any other existing file, which
+/// stays as it is.
+fn check_output(
+    output: &Path,
+    this: [&super::results::Owner; 2],
+    inputs: &[(&Path, &str)],
+) -> Result<(), String> {
+    use super::results::Owner;
+    if output.is_dir() {
+        return Err("is a folder; name a file".into());
+    }
+    if let Some((_, what)) = inputs.iter().find(|(p, _)| same_file(p, output)) {
+        return Err(format!("is the job's own {what}; name another file"));
+    }
+    if !output.exists() {
+        return Ok(());
+    }
+    match super::results::owner(output) {
+        Ok(owner) if this.contains(&&owner) => Ok(()),
+        Ok(Owner::Fingerprint(other)) => Err(format!(
+            "holds the results of another job ({other}); it is left as it is: remove it or \
+             name another file"
+        )),
+        Ok(Owner::Older { model, packing }) => Err(format!(
+            "holds the results of another job (model {model}, packing {packing}); it is left \
+             as it is: remove it or name another file"
+        )),
+        Err(what) => Err(format!(
+            "exists and is not an hejob result file ({what}); it is left as it is: name another \
+             file"
+        )),
+    }
+}
+
+/// Whether `a` and `b` name the same existing file (through links and `..` alike).
+fn same_file(a: &Path, b: &Path) -> bool {
+    matches!(
+        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+        (Ok(x), Ok(y)) if x == y
+    )
 }
 
 /// Creates `dir` if needed and proves it writable by creating and removing a file in it.

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod lock;
 pub mod results;
 pub mod runner;
 
@@ -27,6 +28,11 @@ pub enum JobError {
     Checkpoint { path: PathBuf, reason: String },
     #[error("result file {path}: {reason}")]
     Results { path: PathBuf, reason: String },
+    #[error(
+        "output {output} is being written by another job ({holder}); wait for it to finish or \
+         name another output"
+    )]
+    OutputInUse { output: PathBuf, holder: String },
     #[error("MPI was already initialized")]
     MpiInitialized,
     #[error(

@@ -21,6 +21,8 @@ pub const VERSION: i64 = 1;
 /// Everything a result file holds.
 pub struct JobResult<'a> {
     pub job_text: &'a str,
+    /// The job's identity (`checkpoint::fingerprint`): model contents, dataset, packing, scale.
+    pub fingerprint: &'a str,
     pub model_path: &'a Path,
     pub model: &'a Model,
     pub plan: &'a Plan,
@@ -32,6 +34,33 @@ pub struct JobResult<'a> {
     pub records: &'a [(usize, ImageRecord)],
     /// Every run (one per image for channel-wise, one per batch for batch-axis), in order.
     pub runs: &'a [Evaluation],
+}
+
+/// The job an existing result file belongs to.
+#[derive(Debug, PartialEq)]
+pub enum Owner {
+    /// Its `fingerprint` attribute.
+    Fingerprint(String),
+    /// A file written before results recorded their fingerprint: its model path and packing.
+    Older { model: String, packing: String },
+}
+
+/// Whose results an existing file at `path` holds, or what the file is when it is not an hejob
+/// result file at all.
+pub fn owner(path: &Path) -> Result<Owner, String> {
+    use crate::model::file::read_str;
+    let file = hdf5::File::open(path).map_err(|_| "it is not an HDF5 file".to_string())?;
+    match read_str(&file, "format") {
+        Ok(f) if f == FORMAT => Ok(match read_str(&file, "fingerprint") {
+            Ok(fingerprint) => Owner::Fingerprint(fingerprint),
+            Err(_) => Owner::Older {
+                model: read_str(&file, "model").unwrap_or_default(),
+                packing: read_str(&file, "packing").unwrap_or_default(),
+            },
+        }),
+        Ok(f) => Err(format!("it is an HDF5 file of format {f:?}")),
+        Err(_) => Err("it is an HDF5 file that is not an hejob result".into()),
+    }
 }
 
 /// The summary numbers.
@@ -106,6 +135,7 @@ impl JobResult<'_> {
             .create("format_version")?
             .write_scalar(&VERSION)?;
         write_str(f, "job_toml", self.job_text)?;
+        write_str(f, "fingerprint", self.fingerprint)?;
         write_str(f, "model", &self.model_path.display().to_string())?;
         write_str(f, "packing", &self.plan.packing.to_string())?;
         f.new_attr::<u64>()

@@ -90,6 +90,11 @@ macro_rules! with_packing {
 }
 
 impl PackingId {
+    /// Its name (as [`Packing::name`], without the trait in scope).
+    pub fn name(self) -> &'static str {
+        Packing::name(&self)
+    }
+
     /// Every packing, in the order the documentation lists them.
     pub fn all() -> impl Iterator<Item = PackingId> {
         std::iter::once(PackingId::Channel)

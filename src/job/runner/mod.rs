@@ -16,13 +16,14 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use self::world::{Report, World};
-use super::checkpoint::{self, Checkpoints, Entry};
+use super::checkpoint::{Checkpoints, Entry};
 use super::config::{Job, Overrides};
+use super::lock::OutputLock;
 use super::results::{self, JobResult};
 use super::JobError;
 use crate::data::Images;
 use crate::he::infer::{ImageRecord, Owner, RunOutput, Worker};
-use crate::he::packing::{Evaluation, Packing, PackingId};
+use crate::he::packing::{Evaluation, PackingId};
 use crate::he::{plan, HeError, Network};
 use crate::model::Model;
 use crate::seal::{CkksParams, Context, EvaluationKeys, PublicKey};
@@ -80,12 +81,7 @@ pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summa
     }
     let pool = crate::pool::threads(job.threads)?;
     let packing = job.file.packing;
-    let fingerprint = checkpoint::fingerprint(
-        &job.file.model,
-        job.file.dataset.name(),
-        packing.name(),
-        job.file.scale_bits,
-    )?;
+    let fingerprint = job.fingerprint.clone();
     let ctx = Ctx {
         world: &world,
         pool: &pool,
@@ -134,18 +130,23 @@ struct Collected {
 impl Ctx<'_> {
     /// Rank 0: set up, evaluate its own shard, collect everyone's runs, write the result.
     fn lead(&self, start: SystemTime) -> Result<results::Summary, JobError> {
-        let opened = plan::plan(self.packing, self.net, self.job.file.scale_bits)
-            .map_err(JobError::from)
-            .and_then(|plan| {
+        // one job per output: the lock is held until this function returns, the result written
+        let opened = OutputLock::take(&self.job.file.output)
+            .and_then(|lock| {
+                plan::plan(self.packing, self.net, self.job.file.scale_bits)
+                    .map(|plan| (lock, plan))
+                    .map_err(JobError::from)
+            })
+            .and_then(|(lock, plan)| {
                 Checkpoints::open(
                     &self.job.checkpoint_dir,
                     self.world.size(),
                     self.fingerprint,
                     &plan.digest(),
                 )
-                .map(|(c, e)| (plan, c, e))
+                .map(|(c, e)| (lock, plan, c, e))
             });
-        let (plan, checkpoints, entries) = match opened {
+        let (_lock, plan, checkpoints, entries) = match opened {
             Ok(o) => o,
             Err(e) => {
                 let stop = Setup::Stop {
@@ -238,6 +239,7 @@ impl Ctx<'_> {
             .collect();
         let result = JobResult {
             job_text: &self.job.text,
+            fingerprint: self.fingerprint,
             model_path: &self.job.file.model,
             model: self.model,
             plan: &plan,
