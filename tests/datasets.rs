@@ -96,6 +96,23 @@ fn mnist_test_set_written_in_official_format_loads_raw_and_gzipped() {
     std::fs::write(mnist_dir.join(format!("{labels}.gz")), b"garbage").unwrap();
     let e = err_text(Dataset::Mnist.load_test(dir.path()));
     assert!(e.contains("not a valid gzip file"), "{e}");
+    // a gzip bomb (65 MiB of zeros in 64 KiB) is refused once its limit is passed, not read
+    // to its end
+    let mut bomb = flate2::write::GzEncoder::new(
+        std::fs::File::create(mnist_dir.join(format!("{labels}.gz"))).unwrap(),
+        flate2::Compression::best(),
+    );
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..65 {
+        bomb.write_all(&zeros).unwrap();
+    }
+    bomb.finish().unwrap();
+    let e = err_text(Dataset::Mnist.load_test(dir.path()));
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz")
+            && e.contains("decompresses to more than the 67108864 bytes"),
+        "{e}"
+    );
     // a missing file says where to get it
     std::fs::remove_file(mnist_dir.join(format!("{labels}.gz"))).unwrap();
     let e = err_text(Dataset::Mnist.load_test(dir.path()));

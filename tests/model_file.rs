@@ -208,6 +208,71 @@ fn each_defect_is_rejected_with_its_own_message() {
         "{e}"
     );
 
+    // shapes are checked before anything is allocated: a dense weight that declares
+    // 100000×100000 values (chunked, so the file stays small)
+    let p = damaged(d, "huge.h5", |f| {
+        let g = f.group("layers/007_fc").unwrap();
+        g.unlink("weight").unwrap();
+        g.new_dataset::<f64>()
+            .chunk((100, 100))
+            .shape((100_000, 100_000))
+            .create("weight")
+            .unwrap();
+    });
+    assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20);
+    let e = load_err(&p);
+    assert!(
+        e.contains("huge.h5")
+            && e.contains("layer 7 (fc): dataset 'weight' declares shape [100000, 100000]"),
+        "{e}"
+    );
+    for command in [
+        &["model", "info", "--model"][..],
+        &["plan", "--packing", "channel", "--model"],
+        &["eval", "--model"],
+    ] {
+        let out = common::hejob_command()
+            .args(command)
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{command:?}: not a clean refusal"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.trim().lines().count() == 1 && err.contains("declares shape"),
+            "{command:?}: {err}"
+        );
+    }
+
+    // a padding so large that the output size would wrap around
+    let p = damaged(d, "padding.h5", |f| {
+        let g = f.group("layers/000_conv1").unwrap();
+        g.attr("padding")
+            .unwrap()
+            .write_scalar(&1_000_000_000_000i64)
+            .unwrap();
+    });
+    let e = load_err(&p);
+    assert!(
+        e.contains("layer 0 (conv1): its output") && e.contains("more than the 67108864 values"),
+        "{e}"
+    );
+
+    // a model without classes
+    let p = damaged(d, "no-classes.h5", |f| {
+        f.delete_attr("classes").unwrap();
+        f.new_attr::<hdf5::types::VarLenUnicode>()
+            .shape(0)
+            .create("classes")
+            .unwrap();
+    });
+    let e = load_err(&p);
+    assert!(e.contains("0 classes, but mnist has 10"), "{e}");
+
     let not_h5 = d.join("text.h5");
     std::fs::write(&not_h5, "hello").unwrap();
     let e = load_err(&not_h5);

@@ -367,4 +367,26 @@ fn an_older_layout_a_damaged_file_and_a_model_file_are_clear_errors() {
 
     let err = report_error(dir.path(), &dir.path().join("absent.h5"));
     assert!(err.contains("no such file"), "{err}");
+
+    // a stages dataset that declares 10^10 entries (chunked: the file stays small) is refused
+    // before anything is allocated for it
+    let huge = dir.path().join("huge-stages.h5");
+    std::fs::copy(&files[0], &huge).unwrap();
+    {
+        let f = hdf5::File::open_rw(&huge).unwrap();
+        let g = f.group("stages").unwrap();
+        g.unlink("seconds").unwrap();
+        g.new_dataset::<f64>()
+            .chunk(1024)
+            .shape(10_000_000_000usize)
+            .create("seconds")
+            .unwrap();
+    }
+    assert!(std::fs::metadata(&huge).unwrap().len() < 1 << 20);
+    let err = report_error(dir.path(), &huge);
+    assert!(
+        err.contains("huge-stages.h5")
+            && err.contains("dataset 'stages/seconds' declares shape [10000000000]"),
+        "{err}"
+    );
 }

@@ -34,7 +34,7 @@ pub fn load(dir: &Path, split: Split) -> Result<Images, DataError> {
                 ),
             });
         }
-        let bytes = std::fs::read(&path).map_err(|e| DataError::file(&path, e.to_string()))?;
+        let bytes = super::read_bounded(&path)?;
         parse_batch(&path, &bytes, &mut images)?;
     }
     Ok(images)

@@ -161,21 +161,47 @@ pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("data/datasets"))
 }
 
-/// Reads a whole file, transparently gunzipping `name.gz` when `name` is absent.
+/// The most bytes a dataset file may hold, raw or decompressed (the largest official one,
+/// MNIST's training images, has 47 MB): a larger or endless file is refused before it is read.
+pub const MAX_FILE: u64 = 64 << 20;
+
+/// Reads a whole file of at most [`MAX_FILE`] bytes.
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, DataError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| DataError::file(path, e.to_string()))?
+        .len();
+    if len > MAX_FILE {
+        return Err(DataError::file(
+            path,
+            format!("{len} bytes, more than the {MAX_FILE} a dataset file may have"),
+        ));
+    }
+    std::fs::read(path).map_err(|e| DataError::file(path, e.to_string()))
+}
+
+/// Reads a whole file, transparently gunzipping `name.gz` when `name` is absent; either is
+/// refused beyond [`MAX_FILE`] bytes.
 pub(crate) fn read_maybe_gz(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>), DataError> {
     use std::io::Read;
     let raw = dir.join(name);
     let gz = dir.join(format!("{name}.gz"));
     if raw.exists() {
-        let bytes = std::fs::read(&raw).map_err(|e| DataError::file(&raw, e.to_string()))?;
+        let bytes = read_bounded(&raw)?;
         return Ok((raw, bytes));
     }
     if gz.exists() {
         let file = std::fs::File::open(&gz).map_err(|e| DataError::file(&gz, e.to_string()))?;
         let mut bytes = Vec::new();
         flate2::read::GzDecoder::new(file)
+            .take(MAX_FILE + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| DataError::file(&gz, format!("not a valid gzip file: {e}")))?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(DataError::file(
+                &gz,
+                format!("decompresses to more than the {MAX_FILE} bytes a dataset file may have"),
+            ));
+        }
         return Ok((gz, bytes));
     }
     Err(DataError::Missing {

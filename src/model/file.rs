@@ -331,9 +331,7 @@ pub(crate) fn read_str(loc: &Location, name: &str) -> R<String> {
 }
 
 fn read_strings(loc: &Location, name: &str) -> R<Vec<String>> {
-    let attr = loc
-        .attr(name)
-        .map_err(|_| format!("missing attribute '{name}'"))?;
+    let attr = attribute(loc, name)?;
     if let Ok(v) = attr.read_raw::<VarLenUnicode>() {
         return Ok(v.iter().map(|s| s.as_str().to_string()).collect());
     }
@@ -350,17 +348,23 @@ pub(crate) fn scalar<T: hdf5::H5Type>(loc: &Location, name: &str) -> R<T> {
         .map_err(|e| format!("attribute '{name}': {e}"))
 }
 
+/// An attribute, its declared size checked (see [`bounded`]).
+fn attribute(loc: &Location, name: &str) -> R<hdf5::Attribute> {
+    let attr = loc
+        .attr(name)
+        .map_err(|_| format!("missing attribute '{name}'"))?;
+    bounded(&format!("attribute '{name}'"), &attr.shape())?;
+    Ok(attr)
+}
+
 fn floats(loc: &Location, name: &str) -> R<Vec<f64>> {
-    loc.attr(name)
-        .map_err(|_| format!("missing attribute '{name}'"))?
+    attribute(loc, name)?
         .read_raw::<f64>()
         .map_err(|e| format!("attribute '{name}': {e}"))
 }
 
 fn usizes(loc: &Location, name: &str) -> R<Vec<usize>> {
-    let v = loc
-        .attr(name)
-        .map_err(|_| format!("missing attribute '{name}'"))?
+    let v = attribute(loc, name)?
         .read_raw::<i64>()
         .map_err(|e| format!("attribute '{name}': {e}"))?;
     v.into_iter()
@@ -368,11 +372,29 @@ fn usizes(loc: &Location, name: &str) -> R<Vec<usize>> {
         .collect()
 }
 
+/// The most values one dataset or attribute of a model file may declare (512 MiB of f64): more
+/// than any network hejob can encrypt, far less than a declared shape can ask for.
+pub const MAX_VALUES: usize = 1 << 26;
+
+/// The number of values `shape` declares, refused beyond [`MAX_VALUES`] before anything is
+/// allocated for them.
+pub(crate) fn bounded(what: &str, shape: &[usize]) -> R<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= MAX_VALUES)
+        .ok_or_else(|| {
+            format!("{what} declares shape {shape:?}, more than the {MAX_VALUES} values allowed")
+        })?;
+    Ok(n)
+}
+
 /// A float dataset (any float or integer type HDF5 converts) with its shape.
 fn data(g: &Group, name: &str) -> R<(Vec<usize>, Vec<f64>)> {
     let ds = g
         .dataset(name)
         .map_err(|_| format!("missing dataset '{name}'"))?;
+    bounded(&format!("dataset '{name}'"), &ds.shape())?;
     let values = ds
         .read_raw::<f64>()
         .map_err(|e| format!("dataset '{name}': {e}"))?;

@@ -25,8 +25,9 @@ impl Conv {
 
     /// Output height and width for an input of `h × w`, if at least one output fits.
     pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let oh = (h + 2 * self.padding).checked_sub(self.kh)? / self.stride + 1;
-        let ow = (w + 2 * self.padding).checked_sub(self.kw)? / self.stride + 1;
+        let padded = |n: usize| n.checked_add(self.padding.checked_mul(2)?);
+        let oh = padded(h)?.checked_sub(self.kh)?.checked_div(self.stride)? + 1;
+        let ow = padded(w)?.checked_sub(self.kw)?.checked_div(self.stride)? + 1;
         Some((oh, ow))
     }
 }

@@ -109,10 +109,32 @@ impl Model {
                 self.input.c, self.input.c
             )));
         }
+        let classes = self.dataset.classes();
+        if self.classes.len() != classes.len() {
+            return Err(ModelError::Invalid(format!(
+                "{} classes, but {} has {}",
+                self.classes.len(),
+                self.dataset,
+                classes.len()
+            )));
+        }
         let mut shapes = Vec::with_capacity(self.layers.len());
         let mut shape = self.input;
         for (i, layer) in self.layers.iter().enumerate() {
             shape = layer.output_shape(i, shape)?;
+            let values = [shape.c, shape.h, shape.w]
+                .iter()
+                .try_fold(1usize, |n, &d| n.checked_mul(d));
+            if values.is_none_or(|n| n > file::MAX_VALUES) {
+                return Err(ModelError::Layer {
+                    index: i,
+                    name: layer.name.clone(),
+                    reason: format!(
+                        "its output {shape} has more than the {} values a feature map may have",
+                        file::MAX_VALUES
+                    ),
+                });
+            }
             shapes.push(shape);
         }
         if shape != Shape::new(self.classes.len(), 1, 1) {

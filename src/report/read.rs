@@ -9,7 +9,7 @@ use super::ReportError;
 use crate::he::counts::OpTally;
 use crate::he::packing::PackingId;
 use crate::job::results::{Summary, FORMAT, VERSION};
-use crate::model::file::{read_str, scalar, R};
+use crate::model::file::{bounded, read_str, scalar, R};
 
 /// One stage (a layer, or a convolution with the layers streamed with it), summed over runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -120,19 +120,23 @@ fn stages(f: &hdf5::File) -> R<Vec<Stage>> {
     let Ok(g) = f.group("stages") else {
         return Ok(Vec::new()); // a job with no runs has no stages
     };
-    let column = |name: &str| -> R<Vec<u64>> {
-        g.dataset(name)
-            .and_then(|d| d.read_raw::<u64>())
-            .map_err(|_| format!("missing or unreadable dataset 'stages/{name}'"))
+    // each dataset's declared size is checked before anything is allocated for it
+    let open = |name: &str| -> R<hdf5::Dataset> {
+        let d = g
+            .dataset(name)
+            .map_err(|_| format!("missing dataset 'stages/{name}'"))?;
+        bounded(&format!("dataset 'stages/{name}'"), &d.shape())?;
+        Ok(d)
     };
-    let names = g
-        .dataset("name")
-        .and_then(|d| d.read_raw::<VarLenUnicode>())
-        .map_err(|_| "missing or unreadable dataset 'stages/name'".to_string())?;
-    let seconds = g
-        .dataset("seconds")
-        .and_then(|d| d.read_raw::<f64>())
-        .map_err(|_| "missing or unreadable dataset 'stages/seconds'".to_string())?;
+    let unreadable = |name: &str| format!("unreadable dataset 'stages/{name}'");
+    let column =
+        |name: &str| -> R<Vec<u64>> { open(name)?.read_raw::<u64>().map_err(|_| unreadable(name)) };
+    let names = open("name")?
+        .read_raw::<VarLenUnicode>()
+        .map_err(|_| unreadable("name"))?;
+    let seconds = open("seconds")?
+        .read_raw::<f64>()
+        .map_err(|_| unreadable("seconds"))?;
     let columns = OpTally::NAMES
         .iter()
         .map(|name| column(name))
