@@ -144,7 +144,21 @@ fn a_job_writes_a_complete_result_file() {
     let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let digest = header["plan"].as_str().unwrap();
     assert_eq!(digest.len(), 32);
-    std::fs::write(&cp, text.replacen(digest, &"0".repeat(32), 1)).unwrap();
+    // an edit is caught by the line's checksum
+    let edited = text.replacen(digest, &"0".repeat(32), 1);
+    std::fs::write(&cp, &edited).unwrap();
+    let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
+    assert!(
+        e.contains("rank-0.jsonl") && e.contains("its header line is damaged"),
+        "{e}"
+    );
+    // a header of another plan as another build writes it (here without a checksum, as the
+    // builds before checksums wrote it)
+    let mut lines: Vec<String> = edited.lines().map(str::to_string).collect();
+    let at = lines[0].find(",\"md5\"").unwrap();
+    lines[0].truncate(at);
+    lines[0].push('}');
+    std::fs::write(&cp, lines.join("\n") + "\n").unwrap();
     let e = error_line(&hejob(&["--config", cfg.to_str().unwrap()], &[]));
     assert!(
         e.contains("rank-0.jsonl") && e.contains("another plan"),
@@ -729,4 +743,156 @@ fn two_jobs_on_one_output_the_second_exits_at_once_naming_the_first() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The checkpoint's lines, and the same with line `n` (from 1) replaced by `with`.
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn summary_u64(result: &Path, name: &str) -> u64 {
+    let f = hdf5::File::open(result).unwrap();
+    f.group("summary")
+        .unwrap()
+        .attr(name)
+        .unwrap()
+        .read_scalar::<u64>()
+        .unwrap()
+}
+
+#[test]
+fn damaged_edited_duplicated_and_orphan_checkpoint_records_are_found_and_only_they_redone() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = job(d, "limit = 6\n");
+    let result = d.join("out/result.h5");
+    let checkpoint = d.join("out/result.h5.checkpoint/rank-0.jsonl");
+    let run = || {
+        let out = hejob(
+            &["--config", cfg.to_str().unwrap()],
+            &[("RUST_LOG", "warn")],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    run();
+    let written = lines(&checkpoint);
+    // header, then (image, run) per image: image 2's record is line 6
+    assert_eq!(written.len(), 13);
+    assert!(written[5].contains("\"index\":2") && written[5].contains("\"md5\""));
+    let images_in = |p: &Path| {
+        lines(p)
+            .iter()
+            .filter(|l| l.contains("\"type\":\"image\""))
+            .count()
+    };
+    let check_result = |what: &str| {
+        assert_eq!(
+            read_indices(&result),
+            (0..6).collect::<Vec<i64>>(),
+            "{what}"
+        );
+        let f = hdf5::File::open(&result).unwrap();
+        let labels = f.dataset("label").unwrap().read_raw::<i64>().unwrap();
+        let official = Dataset::Mnist.load_test(&common::datasets_dir()).unwrap();
+        let want: Vec<i64> = (0..6).map(|i| official.labels[i] as i64).collect();
+        assert_eq!(labels, want, "{what}: labels");
+        let s = f.group("summary").unwrap();
+        assert_eq!(
+            s.attr("agreement").unwrap().read_scalar::<f64>().unwrap(),
+            1.0,
+            "{what}"
+        );
+        assert_eq!(summary_u64(&result, "runs"), 6, "{what}: runs");
+    };
+    // (what, the damage, what hejob says, image lines in the checkpoint afterwards)
+    type Damage = Box<dyn Fn(&mut Vec<String>)>;
+    let cases: Vec<(&str, Damage, &str, usize)> = vec![
+        (
+            "an edited label",
+            Box::new(|l: &mut Vec<String>| {
+                let label = Dataset::Mnist
+                    .load_test(&common::datasets_dir())
+                    .unwrap()
+                    .labels[2];
+                l[5] = l[5].replace(
+                    &format!("\"label\":{label}"),
+                    &format!("\"label\":{}", (label + 1) % 10),
+                );
+            }),
+            "line 6 is damaged (its checksum does not match its contents)",
+            6,
+        ),
+        (
+            "an edited prediction in a line without a checksum (an older checkpoint)",
+            Box::new(|l: &mut Vec<String>| {
+                for line in l.iter_mut() {
+                    if let Some(at) = line.find(",\"md5\"") {
+                        line.truncate(at);
+                        line.push('}');
+                    }
+                }
+                let he = l[5].split("\"he_pred\":").nth(1).unwrap()[..1].to_string();
+                let other = if he == "0" { "1" } else { "0" };
+                l[5] = l[5].replace(
+                    &format!("\"he_pred\":{he}"),
+                    &format!("\"he_pred\":{other}"),
+                );
+            }),
+            "record of image 2 is not trusted (a prediction is not the argmax of its logits)",
+            // the untrusted record stays in the file, unused, beside the new one
+            7,
+        ),
+        (
+            "a damaged line in the middle",
+            Box::new(|l: &mut Vec<String>| l[5] = "{\"type\":\"ima".into()),
+            "line 6 is damaged",
+            6,
+        ),
+        (
+            "a duplicated run and an orphan run",
+            Box::new(|l: &mut Vec<String>| {
+                l.push(l[2].clone());
+                l.push(l[2].replace("\"images\":[0]", "\"images\":[999999]"));
+            }),
+            "holds the run of images [0] twice",
+            6,
+        ),
+    ];
+    for (what, damage, says, images_after) in cases {
+        std::fs::remove_file(&result).unwrap();
+        let mut l = written.clone();
+        damage(&mut l);
+        std::fs::write(&checkpoint, l.join("\n") + "\n").unwrap();
+        let err = run();
+        assert!(err.contains(says), "{what}: {err}");
+        check_result(what);
+        assert_eq!(
+            images_in(&checkpoint),
+            images_after,
+            "{what}: only the bad record was redone"
+        );
+    }
+    // a last line cut short (no newline): dropped and redone, and no byte is added to the file
+    std::fs::remove_file(&result).unwrap();
+    let mut text = written.join("\n");
+    text.truncate(text.len() - 10);
+    std::fs::write(&checkpoint, &text).unwrap();
+    let err = run();
+    assert!(err.contains("line 13"), "{err}");
+    check_result("a cut last line");
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    assert!(!bytes.contains(&0), "a NUL byte in the checkpoint");
+    // the cut line was image 5's run: its record stays, unused, beside the one made again
+    assert_eq!(images_in(&checkpoint), 7);
+    assert!(err.contains("record of image 5 has no run"), "{err}");
 }

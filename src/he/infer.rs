@@ -37,6 +37,52 @@ pub struct ImageRecord {
     pub counts: OpTally,
 }
 
+impl ImageRecord {
+    /// Whether this record is what the key owner would have written for image `index` of
+    /// `images` under `model`: the dataset's label, plain logits that are the plain network's
+    /// (to 1e-9, relative), predictions that are the argmax of their logits and the error that
+    /// the logits give (to 1e-9, relative). A record that fails was damaged or edited after it was written.
+    pub fn verify(&self, model: &Model, images: &Images) -> Result<(), String> {
+        let label = *images
+            .labels
+            .get(self.index)
+            .ok_or_else(|| format!("image {} is not in the test set", self.index))?;
+        if self.label != label {
+            return Err(format!("label {}, the dataset says {label}", self.label));
+        }
+        let x = model
+            .preprocess
+            .apply(model.input, images.image(self.index));
+        let plain = plain::forward(&model.layers, model.input, &x);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * (1.0 + b.abs());
+        if self.plain_logits.len() != plain.len()
+            || self.he_logits.len() != plain.len()
+            || !self
+                .plain_logits
+                .iter()
+                .zip(&plain)
+                .all(|(&a, &b)| close(a, b))
+        {
+            return Err("its plain logits are not the model's".into());
+        }
+        if self.plain_pred != plain::argmax(&self.plain_logits)
+            || self.he_pred != plain::argmax(&self.he_logits)
+        {
+            return Err("a prediction is not the argmax of its logits".into());
+        }
+        let error = self
+            .plain_logits
+            .iter()
+            .zip(&self.he_logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        if !close(self.max_abs_error, error) {
+            return Err("its logit error is not its logits'".into());
+        }
+        Ok(())
+    }
+}
+
 /// The encrypted outputs of one run and what the run cost.
 pub struct RunOutput {
     /// Test-set indices of the run's images, in slot order.

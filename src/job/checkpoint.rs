@@ -3,8 +3,9 @@
 //! nothing it finished. The first line binds the file to one job configuration (model contents,
 //! dataset, packing). Rank 0 writes them all, as it decrypts each rank's runs.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,45 @@ pub enum Entry {
         images: Vec<usize>,
         evaluation: Evaluation,
     },
+}
+
+/// A checkpoint line as written: the entry and the MD5 of the entry's JSON, so that a line
+/// damaged or edited after it was written is found. Lines of files written before lines carried
+/// a sum have none, and are checked against the job only (`resume`).
+#[derive(Serialize, Deserialize)]
+struct Line {
+    #[serde(flatten)]
+    entry: Entry,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    md5: Option<String>,
+}
+
+impl Line {
+    fn new(entry: &Entry) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            md5: Some(sum(entry)?),
+            entry: entry.clone(),
+        })
+    }
+
+    /// The entry of a line of bytes, if it parses and its sum (where it has one) holds.
+    fn parse(bytes: &[u8]) -> Result<Entry, String> {
+        let line: Line = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        match &line.md5 {
+            Some(want) if sum(&line.entry).map_err(|e| e.to_string())? != *want => {
+                Err("its checksum does not match its contents".into())
+            }
+            _ => Ok(line.entry),
+        }
+    }
+}
+
+/// The MD5 of an entry's JSON.
+fn sum(entry: &Entry) -> Result<String, serde_json::Error> {
+    use md5::{Digest, Md5};
+    Ok(crate::data::checksums::hex(&Md5::digest(
+        serde_json::to_vec(entry)?,
+    )))
 }
 
 /// The open checkpoints of every rank of a job.
@@ -89,8 +129,10 @@ struct Checkpoint {
 
 impl Checkpoint {
     /// Opens (or starts) `dir/rank-R.jsonl` for a job with `fingerprint` and `plan`; returns
-    /// the entries already there. A torn last line (a kill during a write) is dropped; a file
-    /// from a different job, or from the same job under another plan, is refused.
+    /// the entries already there. A damaged line (one that does not parse or whose checksum
+    /// fails, or a last line cut short by a kill) is reported with its number and dropped, and
+    /// only it: the file is rewritten with the good lines. A file from a different job, or from
+    /// the same job under another plan, is refused.
     fn open(
         dir: &Path,
         rank: usize,
@@ -104,17 +146,44 @@ impl Checkpoint {
         };
         std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
         let mut entries = Vec::new();
-        let mut good_bytes = 0u64;
+        let mut good = Vec::new();
+        let mut dropped = false;
         if path.exists() {
-            let reader = BufReader::new(File::open(&path).map_err(|e| fail(e.to_string()))?);
-            for line in reader.split(b'\n') {
-                let line = line.map_err(|e| fail(e.to_string()))?;
-                match serde_json::from_slice::<Entry>(&line) {
-                    Ok(entry) => {
-                        good_bytes += line.len() as u64 + 1;
+            let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+            let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+            while let Some((number, line)) = lines.next() {
+                let last = lines.peek().is_none();
+                if last && line.is_empty() {
+                    break; // the newline that ends the file
+                }
+                match Line::parse(line) {
+                    Err(why) if number == 0 => {
+                        return Err(fail(format!(
+                            "its header line is damaged ({why}); remove the checkpoint to start \
+                             the job over"
+                        )))
+                    }
+                    Ok(entry) if !last => {
+                        good.extend_from_slice(line);
+                        good.push(b'\n');
                         entries.push(entry);
                     }
-                    Err(_) => break, // torn tail: everything after it is dropped
+                    Ok(_) => {
+                        log::warn!(
+                            "{}: line {} has no newline (a write was cut short); it is dropped and its work done again",
+                            path.display(),
+                            number + 1
+                        );
+                        dropped = true;
+                    }
+                    Err(why) => {
+                        log::warn!(
+                            "{}: line {} is damaged ({why}); it is dropped and its work done again",
+                            path.display(),
+                            number + 1
+                        );
+                        dropped = true;
+                    }
                 }
             }
             match entries.first() {
@@ -145,16 +214,23 @@ impl Checkpoint {
                             .into(),
                     ))
                 }
-                _ if entries.is_empty() && good_bytes == 0 => {}
+                None if !dropped => {}
                 _ => return Err(fail("not an hejob checkpoint (no header line)".into())),
             }
+        }
+        if dropped {
+            // only the good lines stay, swapped in whole so that a kill now loses nothing
+            let tmp = dir.join(format!("rank-{rank}.jsonl.tmp"));
+            std::fs::write(&tmp, &good)
+                .and_then(|()| File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .map_err(|e| fail(e.to_string()))?;
         }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| fail(e.to_string()))?;
-        file.set_len(good_bytes).map_err(|e| fail(e.to_string()))?;
         let mut cp = Self { path, file };
         if entries.is_empty() {
             let header = Entry::Header {
@@ -182,7 +258,8 @@ impl Checkpoint {
         };
         let mut buf = Vec::new();
         for e in entries {
-            serde_json::to_writer(&mut buf, e).map_err(|e| fail(e.into()))?;
+            let line = Line::new(e).map_err(|e| fail(e.into()))?;
+            serde_json::to_writer(&mut buf, &line).map_err(|e| fail(e.into()))?;
             buf.push(b'\n');
         }
         self.file.write_all(&buf).map_err(fail)?;
@@ -206,4 +283,91 @@ pub fn fingerprint(
     Ok(format!(
         "model-md5={md5};dataset={dataset};packing={packing}{scale}"
     ))
+}
+
+/// What a job takes over from its checkpoints.
+#[derive(Debug, Default)]
+pub struct Resumed {
+    /// Image records by test-set index, with the rank that evaluated each.
+    pub done: BTreeMap<usize, (usize, ImageRecord)>,
+    /// Runs (their images and what they cost).
+    pub runs: Vec<(Vec<usize>, Evaluation)>,
+}
+
+/// The finished work among `entries` that a job over `indices` can trust: image records inside
+/// the range that pass `check` (the runner checks labels, predictions and plain logits against
+/// the dataset and the model), each image once; and runs whose images all have such records,
+/// each run once. Every other record or run is reported and left out, so that its images are
+/// evaluated again; records of images outside the range are kept in the file, unused.
+pub fn resume(
+    entries: Vec<Entry>,
+    indices: &std::ops::Range<usize>,
+    check: impl Fn(&ImageRecord) -> Result<(), String> + Sync,
+) -> Resumed {
+    use rayon::prelude::*;
+    let mut resumed = Resumed::default();
+    let (mut images, mut runs, mut outside) = (Vec::new(), Vec::new(), (0, 0));
+    for e in entries {
+        match e {
+            Entry::Image { rank, record } if indices.contains(&record.index) => {
+                images.push((rank, record))
+            }
+            Entry::Image { .. } => outside.0 += 1,
+            Entry::Run { images, .. } if !images.iter().all(|i| indices.contains(i)) => {
+                outside.1 += 1
+            }
+            Entry::Run {
+                images, evaluation, ..
+            } => runs.push((images, evaluation)),
+            Entry::Header { .. } => {}
+        }
+    }
+    if outside != (0, 0) {
+        log::warn!(
+            "{} record(s) and {} run(s) of the checkpoint are not (wholly) among this job's \
+             images {indices:?}: not used",
+            outside.0,
+            outside.1
+        );
+    }
+    let verdicts: Vec<Result<(), String>> = images.par_iter().map(|(_, r)| check(r)).collect();
+    for ((rank, record), verdict) in images.into_iter().zip(verdicts) {
+        let index = record.index;
+        if let Err(why) = verdict {
+            log::warn!(
+                "checkpoint record of image {index} is not trusted ({why}): evaluated again"
+            );
+        } else if let std::collections::btree_map::Entry::Vacant(slot) = resumed.done.entry(index) {
+            slot.insert((rank, record));
+        } else {
+            log::warn!("checkpoint holds image {index} twice: the first record is kept");
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (images, evaluation) in runs {
+        if images.is_empty() || !images.iter().all(|i| resumed.done.contains_key(i)) {
+            log::warn!(
+                "checkpoint run of images {images:?} lacks trusted records of its images: ignored"
+            );
+        } else if !seen.insert(images.clone()) {
+            log::warn!("checkpoint holds the run of images {images:?} twice: counted once");
+        } else {
+            resumed.runs.push((images, evaluation));
+        }
+    }
+    // a trusted record whose run is missing is evaluated again, so that counts and latency
+    // come from runs that exist
+    let covered: std::collections::BTreeSet<usize> = resumed
+        .runs
+        .iter()
+        .flat_map(|(i, _)| i.iter().copied())
+        .collect();
+    resumed.done.retain(|i, _| {
+        let keep = covered.contains(i);
+        if !keep {
+            log::warn!("checkpoint record of image {i} has no run: evaluated again");
+        }
+        keep
+    });
+    resumed
 }

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use self::world::{Report, World};
-use super::checkpoint::{Checkpoints, Entry};
+use super::checkpoint::{self, Checkpoints, Entry};
 use super::config::{Job, Overrides};
 use super::lock::OutputLock;
 use super::results::{self, JobResult};
@@ -156,22 +156,13 @@ impl Ctx<'_> {
                 return Err(e);
             }
         };
+        let (model, images) = (self.model, self.images);
+        let resumed = checkpoint::resume(entries, &self.job.indices, |r| r.verify(model, images));
         let mut state = Collected {
             checkpoints,
-            done: BTreeMap::new(),
-            runs: Vec::new(),
+            done: resumed.done,
+            runs: resumed.runs,
         };
-        for e in entries {
-            match e {
-                Entry::Image { rank, record } => {
-                    state.done.insert(record.index, (rank, record));
-                }
-                Entry::Run {
-                    images, evaluation, ..
-                } => state.runs.push((images, evaluation)),
-                Entry::Header { .. } => {}
-            }
-        }
         let todo: Vec<usize> = self
             .job
             .indices
