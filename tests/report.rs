@@ -368,6 +368,51 @@ fn an_older_layout_a_damaged_file_and_a_model_file_are_clear_errors() {
     let err = report_error(dir.path(), &dir.path().join("absent.h5"));
     assert!(err.contains("no such file"), "{err}");
 
+    // summaries that hold impossible numbers or contradict their per-image data
+    type Edit = Box<dyn Fn(&hdf5::Group)>;
+    let set = |name: &'static str, v: f64| -> Edit {
+        Box::new(move |g: &hdf5::Group| g.attr(name).unwrap().write_scalar(&v).unwrap())
+    };
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "nan.h5",
+            set("he_accuracy", f64::NAN),
+            "summary field 'he_accuracy' is NaN",
+        ),
+        (
+            "negative.h5",
+            set("mean_latency_s", -1.0),
+            "summary field 'mean_latency_s' is -1",
+        ),
+        (
+            "above-one.h5",
+            set("agreement", 1.5),
+            "summary field 'agreement' is 1.5",
+        ),
+        (
+            "contradicting.h5",
+            set("he_accuracy", 0.25),
+            "summary field 'he_accuracy' is 0.25, but the per-image data give",
+        ),
+        (
+            "images.h5",
+            Box::new(|g: &hdf5::Group| g.attr("images").unwrap().write_scalar(&7u64).unwrap()),
+            "summary field 'images' is 7, but the per-image datasets hold",
+        ),
+    ];
+    for (name, edit, says) in cases {
+        let path = dir.path().join(name);
+        std::fs::copy(&files[0], &path).unwrap();
+        edit(
+            &hdf5::File::open_rw(&path)
+                .unwrap()
+                .group("summary")
+                .unwrap(),
+        );
+        let err = report_error(dir.path(), &path);
+        assert!(err.contains(name) && err.contains(says), "{name}: {err}");
+    }
+
     // a stages dataset that declares 10^10 entries (chunked: the file stays small) is refused
     // before anything is allocated for it
     let huge = dir.path().join("huge-stages.h5");

@@ -89,6 +89,7 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
         totals,
         per_inference,
     };
+    check_summary(f, &summary)?;
     Ok(Entry {
         path: path.to_path_buf(),
         packing: read_str(f, "packing")?
@@ -105,6 +106,74 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
         summary,
         stages: stages(f)?,
     })
+}
+
+/// Refuses a summary that holds a NaN, an infinite or a negative number, a share above 1, or
+/// figures that the per-image datasets contradict (image count, accuracies, agreement, largest
+/// logit error), naming the field.
+fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
+    let fields = [
+        ("plain_accuracy", s.plain_accuracy, true),
+        ("he_accuracy", s.he_accuracy, true),
+        ("agreement", s.agreement, true),
+        ("max_abs_error", s.max_abs_error, false),
+        ("mean_latency_s", s.mean_latency_s, false),
+        ("amortized_latency_s", s.amortized_latency_s, false),
+    ];
+    for (name, v, share) in fields {
+        if !v.is_finite() || v < 0.0 || (share && v > 1.0) {
+            return Err(format!(
+                "summary field '{name}' is {v}, not a possible value"
+            ));
+        }
+    }
+    let column = |name: &str| -> R<hdf5::Dataset> {
+        let d = f
+            .dataset(name)
+            .map_err(|_| format!("missing dataset '{name}'"))?;
+        bounded(&format!("dataset '{name}'"), &d.shape())?;
+        Ok(d)
+    };
+    let ints = |name: &str| -> R<Vec<i64>> {
+        column(name)?
+            .read_raw::<i64>()
+            .map_err(|_| format!("unreadable dataset '{name}'"))
+    };
+    let (labels, plain, he) = (ints("label")?, ints("plain_pred")?, ints("he_pred")?);
+    let errors = column("max_abs_error")?
+        .read_raw::<f64>()
+        .map_err(|_| "unreadable dataset 'max_abs_error'".to_string())?;
+    let n = labels.len();
+    if [plain.len(), he.len(), errors.len()] != [n; 3] || s.images != n {
+        return Err(format!(
+            "summary field 'images' is {}, but the per-image datasets hold {n}, {}, {} and {} entries",
+            s.images,
+            plain.len(),
+            he.len(),
+            errors.len()
+        ));
+    }
+    let share = |agree: &dyn Fn(usize) -> bool| {
+        (0..n).filter(|&i| agree(i)).count() as f64 / n.max(1) as f64
+    };
+    let largest = errors.iter().copied().fold(0.0, f64::max);
+    for (name, stated, data) in [
+        (
+            "plain_accuracy",
+            s.plain_accuracy,
+            share(&|i| plain[i] == labels[i]),
+        ),
+        ("he_accuracy", s.he_accuracy, share(&|i| he[i] == labels[i])),
+        ("agreement", s.agreement, share(&|i| he[i] == plain[i])),
+        ("max_abs_error", s.max_abs_error, largest),
+    ] {
+        if (stated - data).abs() > 1e-12 * data.abs().max(1.0) {
+            return Err(format!(
+                "summary field '{name}' is {stated}, but the per-image data give {data}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A tally read one counted operation at a time.
