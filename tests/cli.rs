@@ -571,3 +571,94 @@ fn a_hostile_tarball_changes_nothing_and_good_files_are_never_touched() {
             .all(|c| c.status == hejob::data::checksums::Status::Ok)
     );
 }
+
+#[test]
+fn model_and_report_outputs_are_checked_before_any_work_and_nothing_is_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = d.join("m.h5");
+    let made = hejob(&[
+        "model",
+        "new",
+        "--arch",
+        "mnist-3layer",
+        "--activation",
+        "square",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let job = d.join("job.toml");
+    std::fs::write(&job, "model = \"m.h5\"\n").unwrap();
+    std::fs::create_dir(d.join("folder.h5")).unwrap();
+    let md5 = |p: &Path| hejob::data::checksums::md5_file(p).unwrap();
+    let (model_md5, job_md5) = (md5(&model), md5(&job));
+    let data = common::datasets_dir();
+    let (m, j, f) = (
+        model.to_str().unwrap(),
+        job.to_str().unwrap(),
+        d.join("folder.h5"),
+    );
+    let f = f.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "model",
+                "new",
+                "--arch",
+                "mnist-3layer",
+                "--activation",
+                "square",
+                "--out",
+                f,
+            ],
+            "is a folder",
+        ),
+        (
+            vec![
+                "model",
+                "new",
+                "--arch",
+                "mnist-3layer",
+                "--activation",
+                "square",
+                "--out",
+                j,
+            ],
+            "exists and is not an hejob model file (not an HDF5 file)",
+        ),
+        (
+            vec![
+                "recalibrate",
+                "--model",
+                m,
+                "--out",
+                m,
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            "is this command's own input",
+        ),
+        (
+            vec![
+                "prune", "--model", m, "--layer", "conv2", "--ratio", "0.2", "--epochs", "0",
+                "--out", m,
+            ],
+            "is this command's own input",
+        ),
+        (vec!["report", m, "--out", j], "is a file, not a folder"),
+    ];
+    for (args, says) in cases {
+        let e = one_line_error(&hejob(&args));
+        assert!(e.contains(says), "{args:?}: {e}");
+    }
+    assert_eq!(
+        (md5(&model), md5(&job)),
+        (model_md5, job_md5),
+        "a file changed"
+    );
+}

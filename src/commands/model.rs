@@ -9,6 +9,7 @@ use crate::Error;
 pub fn run(command: ModelCommand) -> Result<(), Error> {
     match command {
         ModelCommand::New { net, seed, out } => {
+            file::check_output(&out, &[])?;
             let model = arch::random_model(net.arch, &net.activation, net.conv2_channels, seed)?;
             file::save(&model, &out)?;
             log::info!("wrote {} ({} layers)", out.display(), model.layers.len());

@@ -8,6 +8,7 @@ use crate::Error;
 
 /// Recalibrates, writes the model, prints the accuracy before and after.
 pub fn run(a: RecalibrateArgs) -> Result<(), Error> {
+    file::check_output(&a.out, &[&a.model])?;
     let mut m = file::load(&a.model)?;
     let dir = data::resolve_dir(a.data_dir.as_deref());
     let train = m.dataset.load_train(&dir)?;

@@ -36,6 +36,52 @@ pub fn load(path: &Path) -> Result<Model, ModelError> {
     Ok(model)
 }
 
+/// Whether a command may write a model file at `out`, checked before any work: not a folder,
+/// not one of its `inputs`, and either new or an hejob model file (any other file stays as it
+/// is); its folder is made and proven writable.
+pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<(), ModelError> {
+    let fail = |reason: String| ModelError::File {
+        path: out.to_path_buf(),
+        reason,
+    };
+    if out.is_dir() {
+        return Err(fail(
+            "is a folder; name a file to write the model to".into(),
+        ));
+    }
+    let same = |p: &&Path| matches!((std::fs::canonicalize(p), std::fs::canonicalize(out)), (Ok(a), Ok(b)) if a == b);
+    if inputs.iter().any(same) {
+        return Err(fail(
+            "is this command's own input; name another file to write to".into(),
+        ));
+    }
+    if out.exists() {
+        let kind = match hdf5::File::open(out).map(|f| read_str(&f, "format")) {
+            Ok(Ok(f)) if f == FORMAT => None,
+            Ok(Ok(f)) => Some(format!("an HDF5 file of format {f:?}")),
+            Ok(Err(_)) => Some("an HDF5 file that is not an hejob model".into()),
+            Err(_) => Some("not an HDF5 file".into()),
+        };
+        if let Some(kind) = kind {
+            return Err(fail(format!(
+                "exists and is not an hejob model file ({kind}); it is left as it is: name \
+                 another file"
+            )));
+        }
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            let probe = dir.join(format!(".hejob-write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"")?;
+            std::fs::remove_file(probe)
+        })
+        .map_err(|e| fail(format!("cannot be written: {e}")))
+}
+
 /// Writes `model` to `path` (through a temporary name, so readers never see half a file).
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelError> {
     let fail = |reason: String| ModelError::File {

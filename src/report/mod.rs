@@ -80,6 +80,12 @@ fn stem(path: &Path) -> String {
 /// Reads `files` and writes `out/report.md`, `out/report.csv`, `out/layers.csv`,
 /// `out/fig-5-1.svg` and `out/fig-5-1.png`; returns the paths written.
 pub fn report(files: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
+    if out.exists() && !out.is_dir() {
+        return Err(ReportError::Write {
+            path: out.to_path_buf(),
+            reason: "is a file, not a folder; name a folder for the report".into(),
+        });
+    }
     let mut rows: Vec<Row> = files
         .iter()
         .map(|f| read::read(f).map(Row::new))

@@ -54,6 +54,7 @@ pub fn train(
     epochs: usize,
     args: &Options,
 ) -> Result<Model, TrainError> {
+    file::check_output(out, &[])?;
     let mut start = arch::random_model_with(
         net.arch,
         &net.activation,
@@ -96,6 +97,7 @@ pub fn prune(
     epochs: usize,
     args: &Options,
 ) -> Result<Model, TrainError> {
+    file::check_output(out, &[input])?;
     let parent = file::load(input)?;
     let (start, info) = prune::prune(&parent, layer, ratio)?;
     log::info!(
@@ -156,6 +158,7 @@ pub fn retrain(
     epochs: usize,
     args: &Options,
 ) -> Result<Model, TrainError> {
+    file::check_output(out, &[input])?;
     let parent = file::load(input)?;
     let was = |key: &str| {
         parent
