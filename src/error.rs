@@ -43,6 +43,12 @@ pub enum UsageError {
     },
     #[error("--logit-error {0} must be a finite number ≥ 0")]
     LogitError(f64),
+    #[error("--offset {offset} and --limit {limit} reach beyond the {available} test images")]
+    Range {
+        offset: usize,
+        limit: usize,
+        available: usize,
+    },
     #[error("image {index} is beyond the {available} test images")]
     Image { index: usize, available: usize },
 }

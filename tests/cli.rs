@@ -276,6 +276,26 @@ fn infer_classifies_the_chosen_images_encrypted() {
         e.contains("image 10000 is beyond the 10000 test images"),
         "{e}"
     );
+    // a range whose end passes the largest number is refused, not allocated
+    let e = one_line_error(&hejob(&[
+        "infer",
+        "--model",
+        m,
+        "--packing",
+        "channel-fast",
+        "--offset",
+        "5",
+        "--limit",
+        "18446744073709551615",
+        "--data-dir",
+        data,
+    ]));
+    assert!(
+        e.contains(
+            "--offset 5 and --limit 18446744073709551615 reach beyond the 10000 test images"
+        ),
+        "{e}"
+    );
 }
 
 #[test]

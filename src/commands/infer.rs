@@ -16,7 +16,16 @@ pub fn run(a: InferArgs) -> Result<(), Error> {
         .dataset
         .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
     let indices: Vec<usize> = if a.images.is_empty() {
-        (a.offset..a.offset.saturating_add(a.limit)).collect()
+        let end = a.offset.checked_add(a.limit).filter(|&e| e <= images.len());
+        let Some(end) = end else {
+            return Err(UsageError::Range {
+                offset: a.offset,
+                limit: a.limit,
+                available: images.len(),
+            }
+            .into());
+        };
+        (a.offset..end).collect()
     } else {
         a.images
     };
