@@ -420,16 +420,7 @@ fn datasets_fetch_downloads_and_verifies_from_a_local_server() {
     )
     .unwrap();
     tar.into_inner().unwrap().finish().unwrap();
-    let base = serve(bogus.path().to_path_buf(), 1);
-    let e = one_line_error(&hejob(&[
-        "datasets",
-        "fetch",
-        d,
-        "--dataset",
-        "cifar10",
-        "--cifar10-url",
-        &format!("{base}cifar-10-binary.tar.gz"),
-    ]));
+    let e = one_line_error(&fetch_cifar(Path::new(d), bogus.path()));
     assert!(
         e.contains("failed verification") && e.contains("test_batch.bin"),
         "{e}"
@@ -441,6 +432,21 @@ fn datasets_fetch_downloads_and_verifies_from_a_local_server() {
         left.is_empty(),
         "a file that failed verification was put in place"
     );
+}
+
+/// `hejob datasets fetch DEST --dataset cifar10` from the tarball a local server serves once
+/// out of `served`.
+fn fetch_cifar(dest: &Path, served: &Path) -> Output {
+    let base = serve(served.to_path_buf(), 1);
+    hejob(&[
+        "datasets",
+        "fetch",
+        dest.to_str().unwrap(),
+        "--dataset",
+        "cifar10",
+        "--cifar10-url",
+        &format!("{base}cifar-10-binary.tar.gz"),
+    ])
 }
 
 /// A member of a test tarball: its path in the archive, and its body or a symbolic link's target.
@@ -526,16 +532,7 @@ fn a_hostile_tarball_changes_nothing_and_good_files_are_never_touched() {
     ];
     for (what, members, says) in cases {
         tarball(served.path(), &members);
-        let base = serve(served.path().to_path_buf(), 1);
-        let e = one_line_error(&hejob(&[
-            "datasets",
-            "fetch",
-            d.to_str().unwrap(),
-            "--dataset",
-            "cifar10",
-            "--cifar10-url",
-            &format!("{base}cifar-10-binary.tar.gz"),
-        ]));
+        let e = one_line_error(&fetch_cifar(d, served.path()));
         assert!(e.contains(says), "{what}: {e}");
         assert_eq!(md5s(), before, "{what}: a good file changed");
         let mut names: Vec<String> = std::fs::read_dir(d)
@@ -568,16 +565,7 @@ fn a_hostile_tarball_changes_nothing_and_good_files_are_never_touched() {
             ),
         ],
     );
-    let base = serve(served.path().to_path_buf(), 1);
-    let out = hejob(&[
-        "datasets",
-        "fetch",
-        d.to_str().unwrap(),
-        "--dataset",
-        "cifar10",
-        "--cifar10-url",
-        &format!("{base}cifar-10-binary.tar.gz"),
-    ]);
+    let out = fetch_cifar(d, served.path());
     assert!(
         out.status.success(),
         "{}",
