@@ -79,6 +79,37 @@ pub enum Command {
     /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
     /// and compare each with the plaintext reference.
     Infer(InferArgs),
+    /// (Internal) read an HDF5 file as a model, a result or an output, in a child process that
+    /// may crash on a damaged file without taking the command down.
+    #[command(name = "probe-hdf5", hide = true)]
+    ProbeHdf5 {
+        #[arg(value_parser = one_of(&ProbeKind::ALL, ProbeKind::name))]
+        kind: ProbeKind,
+        file: PathBuf,
+    },
+}
+
+/// What a probed HDF5 file is read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// A model file, loaded and validated.
+    Model,
+    /// A result file, read as `hejob report` reads it.
+    Result,
+    /// An existing file a command is to write over: its kind and owner.
+    Output,
+}
+
+impl ProbeKind {
+    pub const ALL: [ProbeKind; 3] = [ProbeKind::Model, ProbeKind::Result, ProbeKind::Output];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeKind::Model => "model",
+            ProbeKind::Result => "result",
+            ProbeKind::Output => "output",
+        }
+    }
 }
 
 /// The arguments of `hejob fit`.

@@ -7,11 +7,12 @@ mod datasets;
 mod eval;
 mod fit;
 mod infer;
+mod isolate;
 mod model;
 mod plan;
 mod recalibrate;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ProbeKind};
 use crate::error::{Error, UsageError};
 use crate::job::{self, config::Overrides};
 
@@ -26,6 +27,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 output: cli.output,
                 threads: cli.threads,
             };
+            // before MPI starts: the files the job will read or write over, probed
+            if let Ok((file, _)) = job::config::JobFile::read(&config) {
+                isolate::probe(ProbeKind::Model, &file.model)?;
+                let output = overrides.output.as_ref().unwrap_or(&file.output);
+                isolate::probe(ProbeKind::Output, output)?;
+            }
             job::runner::run(&config, &overrides)?;
             return Ok(());
         }
@@ -33,10 +40,30 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     match command {
         Command::Fit(a) => fit::run(a),
-        Command::Model(c) => model::run(c),
-        Command::Eval(a) => eval::run(a),
-        Command::Plan(a) => plan::run(a),
+        Command::ProbeHdf5 { kind, file } => isolate::read(kind, &file),
+        Command::Model(c) => {
+            match &c {
+                crate::cli::ModelCommand::Info { model } => {
+                    isolate::probe(ProbeKind::Model, model)?
+                }
+                crate::cli::ModelCommand::New { out, .. } => {
+                    isolate::probe(ProbeKind::Output, out)?
+                }
+            }
+            model::run(c)
+        }
+        Command::Eval(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            eval::run(a)
+        }
+        Command::Plan(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            plan::run(a)
+        }
         Command::Report(a) => {
+            for file in &a.files {
+                isolate::probe(ProbeKind::Result, file)?;
+            }
             for path in crate::report::report(&a.files, &a.out)? {
                 println!("wrote {}", path.display());
             }
@@ -45,22 +72,34 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Datasets(c) => datasets::run(c),
         Command::BenchOps(a) => bench::ops(a),
         Command::BenchPackings(a) => bench::packings(a),
-        Command::Infer(a) => infer::run(a),
-        Command::Recalibrate(a) => recalibrate::run(a),
+        Command::Infer(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            infer::run(a)
+        }
+        Command::Recalibrate(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            isolate::probe(ProbeKind::Output, &a.out)?;
+            recalibrate::run(a)
+        }
         #[cfg(feature = "train")]
         Command::Train(a) => {
+            isolate::probe(ProbeKind::Output, &a.out)?;
             let (net, options) = ((&a.net).into(), (&a.training).into());
             crate::train::command::train(&net, a.init, &a.out, a.epochs, &options)?;
             Ok(())
         }
         #[cfg(feature = "train")]
         Command::Prune(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            isolate::probe(ProbeKind::Output, &a.out)?;
             let (m, l, r, o) = (&a.model, &a.layer, a.ratio, &a.out);
             crate::train::command::prune(m, l, r, o, a.epochs, &(&a.training).into())?;
             Ok(())
         }
         #[cfg(feature = "train")]
         Command::Retrain(a) => {
+            isolate::probe(ProbeKind::Model, &a.model)?;
+            isolate::probe(ProbeKind::Output, &a.out)?;
             let options = (&a.training).into();
             crate::train::command::retrain(&a.model, &a.out, a.epochs, &options)?;
             Ok(())
