@@ -12,6 +12,7 @@ mod frame;
 pub mod he;
 pub mod job;
 pub mod model;
+mod place;
 mod pool;
 pub mod report;
 pub mod seal;

@@ -37,6 +37,15 @@ pub struct ImageRecord {
     pub counts: OpTally,
 }
 
+/// The largest |he − plain| over an image's logits.
+fn max_abs_error(plain: &[f64], he: &[f64]) -> f64 {
+    plain
+        .iter()
+        .zip(he)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
 impl ImageRecord {
     /// Whether this record is what the key owner would have written for image `index` of
     /// `images` under `model`: the dataset's label, plain logits that are the plain network's
@@ -70,13 +79,10 @@ impl ImageRecord {
         {
             return Err("a prediction is not the argmax of its logits".into());
         }
-        let error = self
-            .plain_logits
-            .iter()
-            .zip(&self.he_logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
-        if !close(self.max_abs_error, error) {
+        if !close(
+            self.max_abs_error,
+            max_abs_error(&self.plain_logits, &self.he_logits),
+        ) {
             return Err("its logit error is not its logits'".into());
         }
         Ok(())
@@ -232,11 +238,7 @@ impl Owner {
                          with more headroom (a larger ring or the default scale)"
                     );
                 }
-                let max_abs_error = plain_logits
-                    .iter()
-                    .zip(&he_logits)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0, f64::max);
+                let max_abs_error = max_abs_error(&plain_logits, &he_logits);
                 ImageRecord {
                     index,
                     label: images.labels[index],

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::JobError;
 use crate::data::{self, Dataset};
 use crate::he::packing::PackingId;
+use crate::place::writable_dir;
 
 /// A job as written in its TOML file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,13 +165,7 @@ impl Job {
             .checkpoint_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("{}.checkpoint", file.output.display())));
-        writable_dir(
-            file.output
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        )
-        .map_err(|e| {
+        writable_dir(crate::place::folder(&file.output)).map_err(|e| {
             fail(format!(
                 "output {} is not writable: {e}",
                 file.output.display()
@@ -226,7 +221,10 @@ fn check_output(
     if output.is_dir() {
         return Err("is a folder; name a file".into());
     }
-    if let Some((_, what)) = inputs.iter().find(|(p, _)| same_file(p, output)) {
+    if let Some((_, what)) = inputs
+        .iter()
+        .find(|(p, _)| crate::place::same_file(p, output))
+    {
         return Err(format!("is the job's own {what}; name another file"));
     }
     if !output.exists() {
@@ -247,22 +245,6 @@ fn check_output(
              file"
         )),
     }
-}
-
-/// Whether `a` and `b` name the same existing file (through links and `..` alike).
-fn same_file(a: &Path, b: &Path) -> bool {
-    matches!(
-        (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-        (Ok(x), Ok(y)) if x == y
-    )
-}
-
-/// Creates `dir` if needed and proves it writable by creating and removing a file in it.
-fn writable_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let probe = dir.join(format!(".hejob-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(probe)
 }
 
 fn one_line(s: &str) -> String {

@@ -48,19 +48,15 @@ pub enum Owner {
 /// Whose results an existing file at `path` holds, or what the file is when it is not an hejob
 /// result file at all.
 pub fn owner(path: &Path) -> Result<Owner, String> {
-    use crate::model::file::read_str;
-    let file = hdf5::File::open(path).map_err(|_| "it is not an HDF5 file".to_string())?;
-    match read_str(&file, "format") {
-        Ok(f) if f == FORMAT => Ok(match read_str(&file, "fingerprint") {
-            Ok(fingerprint) => Owner::Fingerprint(fingerprint),
-            Err(_) => Owner::Older {
-                model: read_str(&file, "model").unwrap_or_default(),
-                packing: read_str(&file, "packing").unwrap_or_default(),
-            },
-        }),
-        Ok(f) => Err(format!("it is an HDF5 file of format {f:?}")),
-        Err(_) => Err("it is an HDF5 file that is not an hejob result".into()),
-    }
+    use crate::model::file::{open_as, read_str};
+    let file = open_as(path, FORMAT).map_err(|what| format!("it is {what}"))?;
+    Ok(match read_str(&file, "fingerprint") {
+        Ok(fingerprint) => Owner::Fingerprint(fingerprint),
+        Err(_) => Owner::Older {
+            model: read_str(&file, "model").unwrap_or_default(),
+            packing: read_str(&file, "packing").unwrap_or_default(),
+        },
+    })
 }
 
 /// The summary numbers.

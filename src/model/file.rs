@@ -49,37 +49,32 @@ pub fn check_output(out: &Path, inputs: &[&Path]) -> Result<(), ModelError> {
             "is a folder; name a file to write the model to".into(),
         ));
     }
-    let same = |p: &&Path| matches!((std::fs::canonicalize(p), std::fs::canonicalize(out)), (Ok(a), Ok(b)) if a == b);
-    if inputs.iter().any(same) {
+    if inputs.iter().any(|p| crate::place::same_file(p, out)) {
         return Err(fail(
             "is this command's own input; name another file to write to".into(),
         ));
     }
     if out.exists() {
-        let kind = match hdf5::File::open(out).map(|f| read_str(&f, "format")) {
-            Ok(Ok(f)) if f == FORMAT => None,
-            Ok(Ok(f)) => Some(format!("an HDF5 file of format {f:?}")),
-            Ok(Err(_)) => Some("an HDF5 file that is not an hejob model".into()),
-            Err(_) => Some("not an HDF5 file".into()),
-        };
-        if let Some(kind) = kind {
+        if let Err(kind) = open_as(out, FORMAT) {
             return Err(fail(format!(
                 "exists and is not an hejob model file ({kind}); it is left as it is: name \
                  another file"
             )));
         }
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            let probe = dir.join(format!(".hejob-write-test-{}", std::process::id()));
-            std::fs::write(&probe, b"")?;
-            std::fs::remove_file(probe)
-        })
+    crate::place::writable_dir(crate::place::folder(out))
         .map_err(|e| fail(format!("cannot be written: {e}")))
+}
+
+/// The HDF5 file at `path` if its `format` attribute is `format`; else what the file is, in
+/// words ("not an HDF5 file", "an HDF5 file of format …").
+pub(crate) fn open_as(path: &Path, format: &str) -> Result<hdf5::File, String> {
+    let file = hdf5::File::open(path).map_err(|_| "not an HDF5 file".to_string())?;
+    match read_str(&file, "format") {
+        Ok(f) if f == format => Ok(file),
+        Ok(f) => Err(format!("an HDF5 file of format {f:?}")),
+        Err(_) => Err("an HDF5 file without a 'format' attribute".into()),
+    }
 }
 
 /// Writes `model` to `path` (through a temporary name, so readers never see half a file).
@@ -435,12 +430,19 @@ pub(crate) fn bounded(what: &str, shape: &[usize]) -> R<usize> {
     Ok(n)
 }
 
-/// A float dataset (any float or integer type HDF5 converts) with its shape.
-fn data(g: &Group, name: &str) -> R<(Vec<usize>, Vec<f64>)> {
+/// The dataset `name` of `g`, its declared size checked (see [`bounded`]); `shown` is how
+/// messages name it.
+pub(crate) fn bounded_dataset(g: &Group, name: &str, shown: &str) -> R<hdf5::Dataset> {
     let ds = g
         .dataset(name)
-        .map_err(|_| format!("missing dataset '{name}'"))?;
-    bounded(&format!("dataset '{name}'"), &ds.shape())?;
+        .map_err(|_| format!("missing dataset '{shown}'"))?;
+    bounded(&format!("dataset '{shown}'"), &ds.shape())?;
+    Ok(ds)
+}
+
+/// A float dataset (any float or integer type HDF5 converts) with its shape.
+fn data(g: &Group, name: &str) -> R<(Vec<usize>, Vec<f64>)> {
+    let ds = bounded_dataset(g, name, name)?;
     let values = ds
         .read_raw::<f64>()
         .map_err(|e| format!("dataset '{name}': {e}"))?;

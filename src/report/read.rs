@@ -9,7 +9,7 @@ use super::ReportError;
 use crate::he::counts::OpTally;
 use crate::he::packing::PackingId;
 use crate::job::results::{Summary, FORMAT, VERSION};
-use crate::model::file::{bounded, read_str, scalar, R};
+use crate::model::file::{bounded_dataset, read_str, scalar, R};
 
 /// One stage (a layer, or a convolution with the layers streamed with it), summed over runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -127,13 +127,7 @@ fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
             ));
         }
     }
-    let column = |name: &str| -> R<hdf5::Dataset> {
-        let d = f
-            .dataset(name)
-            .map_err(|_| format!("missing dataset '{name}'"))?;
-        bounded(&format!("dataset '{name}'"), &d.shape())?;
-        Ok(d)
-    };
+    let column = |name: &str| bounded_dataset(f, name, name);
     let ints = |name: &str| -> R<Vec<i64>> {
         column(name)?
             .read_raw::<i64>()
@@ -190,13 +184,7 @@ fn stages(f: &hdf5::File) -> R<Vec<Stage>> {
         return Ok(Vec::new()); // a job with no runs has no stages
     };
     // each dataset's declared size is checked before anything is allocated for it
-    let open = |name: &str| -> R<hdf5::Dataset> {
-        let d = g
-            .dataset(name)
-            .map_err(|_| format!("missing dataset 'stages/{name}'"))?;
-        bounded(&format!("dataset 'stages/{name}'"), &d.shape())?;
-        Ok(d)
-    };
+    let open = |name: &str| bounded_dataset(&g, name, &format!("stages/{name}"));
     let unreadable = |name: &str| format!("unreadable dataset 'stages/{name}'");
     let column =
         |name: &str| -> R<Vec<u64>> { open(name)?.read_raw::<u64>().map_err(|_| unreadable(name)) };

@@ -427,6 +427,11 @@ fn ct_bytes(slots: usize, level: usize) -> u64 {
     (2 * 2 * slots * (level + 1) * 8) as u64
 }
 
+/// Bytes of a plaintext at `level`: one polynomial, half a ciphertext.
+fn pt_bytes(slots: usize, level: usize) -> u64 {
+    ct_bytes(slots, level) / 2
+}
+
 /// One slot vector holding `lanes` vectors slot by slot: `out[lanes·s + j] = lanes[j][s]`
 /// (a lane shorter than the longest is padded with zeros).
 pub fn interleave(lanes: &[&[f64]]) -> Vec<f64> {

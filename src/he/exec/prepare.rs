@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::symbolic::{SymCt, SymPt, Symbolic};
-use super::{ct_bytes, level_scales, Backend, Key, Store, R};
+use super::{level_scales, pt_bytes, Backend, Key, Store, R};
 use crate::seal::{Evaluator, Plaintext};
 
 /// Symbolic ciphertexts with the real scales of `evaluator`'s context; stored plaintexts are
@@ -79,7 +79,7 @@ impl Backend for Prepare<'_> {
         scale: f64,
         values: impl FnOnce() -> Vec<f64>,
     ) -> R<Arc<SymPt>> {
-        let bytes = ct_bytes(self.slots(), level) / 2;
+        let bytes = pt_bytes(self.slots(), level);
         self.store.get_or_insert(key, level, bytes, || {
             Ok(self.evaluator.encode(&values(), level, scale)?)
         })?;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{ct_bytes, level_scales, Backend, Key, Store, R};
+use super::{level_scales, pt_bytes, Backend, Key, Store, R};
 use crate::he::HeError;
 use crate::seal::{self, Ciphertext, Evaluator, Plaintext, RawCiphertext};
 
@@ -71,7 +71,7 @@ impl Backend for Real<'_> {
         scale: f64,
         values: impl FnOnce() -> Vec<f64>,
     ) -> R<Arc<Plaintext>> {
-        let bytes = ct_bytes(self.slots(), level) / 2;
+        let bytes = pt_bytes(self.slots(), level);
         self.store
             .get_or_insert(key, level, bytes, || self.encode(&values(), level, scale))
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{ct_bytes, Backend, Key, Store, R};
+use super::{ct_bytes, pt_bytes, Backend, Key, Store, R};
 
 /// Bytes of live symbolic values, and their peak: what the real evaluation would hold in
 /// ciphertexts and plaintexts (keys excluded) with the same interleaving of threads.
@@ -140,6 +140,15 @@ impl Symbolic {
         &self.store
     }
 
+    /// A fresh encoded plaintext at `level`, held in the evaluation's memory.
+    fn pt(&self, level: usize, zero: bool) -> SymPt {
+        SymPt {
+            level,
+            zero,
+            _mem: Held::new(&self.memory, pt_bytes(self.slots, level)),
+        }
+    }
+
     fn sym(&self, level: usize) -> SymCt {
         SymCt {
             level,
@@ -179,19 +188,11 @@ impl Backend for Symbolic {
     }
 
     fn encode(&self, values: &[f64], level: usize, _scale: f64) -> R<SymPt> {
-        Ok(SymPt {
-            level,
-            zero: values.iter().all(|v| *v == 0.0),
-            _mem: Held::new(&self.memory, ct_bytes(self.slots, level) / 2),
-        })
+        Ok(self.pt(level, values.iter().all(|v| *v == 0.0)))
     }
 
     fn encode_scalar(&self, value: f64, level: usize, _scale: f64) -> R<SymPt> {
-        Ok(SymPt {
-            level,
-            zero: value == 0.0,
-            _mem: Held::new(&self.memory, ct_bytes(self.slots, level) / 2),
-        })
+        Ok(self.pt(level, value == 0.0))
     }
 
     fn stored(
@@ -201,7 +202,7 @@ impl Backend for Symbolic {
         _scale: f64,
         _values: impl FnOnce() -> Vec<f64>,
     ) -> R<Arc<SymPt>> {
-        let bytes = ct_bytes(self.slots, level) / 2;
+        let bytes = pt_bytes(self.slots, level);
         self.store
             .get_or_insert(key, level, bytes, || Ok(SymPt::stored(level)))
     }
