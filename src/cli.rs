@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
+use crate::data::Dataset;
 use crate::he::packing::PackingId;
 use crate::model::arch::Arch;
 use crate::model::poly::Function;
@@ -145,6 +146,10 @@ pub struct EvalArgs {
     pub logit_error: Option<f64>,
     #[arg(long)]
     pub json: bool,
+    /// With --json: every image's plain logits too ("logits": one list per image), to
+    /// compare with another framework's outputs.
+    #[arg(long, requires = "json")]
+    pub logits: bool,
 }
 
 /// The arguments of `hejob plan`.
@@ -400,6 +405,35 @@ pub enum ModelCommand {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Write a model file from an ONNX graph (PyTorch's torch.onnx.export, tf2onnx): Conv,
+    /// BatchNormalization, AveragePool, GlobalAveragePool, Flatten/Reshape, Gemm, MatMul + Add,
+    /// Relu, and polynomial activations however they were spelled; anything else is refused
+    /// by node before a file is written.
+    Import(ImportArgs),
+}
+
+/// The arguments of `hejob model import`.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The ONNX file: one image input [N, C, H, W], one output of logits.
+    #[arg(long, value_name = "FILE.onnx")]
+    pub onnx: PathBuf,
+    /// The images the network classifies.
+    #[arg(long, value_parser = one_of(&Dataset::ALL, Dataset::name))]
+    pub dataset: Dataset,
+    /// Per-channel means the network's training subtracted (comma-separated; default: the
+    /// dataset's usual normalisation).
+    #[arg(long, value_delimiter = ',', num_args = 1.., allow_negative_numbers = true)]
+    pub mean: Option<Vec<f64>>,
+    /// Per-channel standard deviations it divided by (comma-separated).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub std: Option<Vec<f64>>,
+    /// What each pixel byte is multiplied by before normalisation (default 1/255).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// The model file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

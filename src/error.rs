@@ -8,6 +8,8 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
+    Import(#[from] crate::model::onnx::ImportError),
+    #[error(transparent)]
     He(#[from] crate::he::HeError),
     #[error(transparent)]
     Job(#[from] crate::job::JobError),

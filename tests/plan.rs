@@ -267,8 +267,31 @@ fn too_deep_and_non_polynomial_networks_fail_at_planning() {
     let err = plan("batch".parse::<PackingId>().unwrap(), &net, None)
         .unwrap_err()
         .to_string();
+    // N=32768 holds 881 bits at 128-bit security: [50, 30 × 25, 60] = 860 bits, one more
+    // level would be 890
+    let (deepest, ring) = hejob::he::plan::deepest(None).unwrap();
+    assert_eq!((deepest, ring), (25, 32768));
+    assert_eq!(
+        err,
+        "the network is 40 levels deep, but 128-bit CKKS parameters hold at most depth 25 \
+         (N=32768, a 2^30 scale, the lowest searched); use fewer layers or activations of \
+         lower degree"
+    );
+    // one level too many is refused, the deepest that fits is planned
+    for (depth, fits) in [(deepest, true), (deepest + 1, false)] {
+        let net = Network::from_layers(Shape::new(1, 1, 1), &layers[..depth]).unwrap();
+        let planned = plan("batch".parse::<PackingId>().unwrap(), &net, None);
+        assert_eq!(planned.is_ok(), fits, "depth {depth}: {:?}", planned.err());
+    }
+    // past the planner's 64-level probe, and at a fixed scale
+    let deep: Vec<Layer> = layers.iter().cycle().take(70).cloned().collect();
+    let net = Network::from_layers(Shape::new(1, 1, 1), &deep).unwrap();
+    let err = plan("batch".parse::<PackingId>().unwrap(), &net, Some(40))
+        .unwrap_err()
+        .to_string();
     assert!(
-        err.contains("no CKKS parameters at 128-bit security"),
+        err.starts_with("the network is more than 64 levels deep")
+            && err.contains("(N=32768, the 2^40 scale asked for)"),
         "{err}"
     );
 

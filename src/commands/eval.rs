@@ -46,6 +46,9 @@ pub fn run(a: EvalArgs) -> Result<(), Error> {
                 .map(|&i| json!({ "index": i, "margin": margins[i], "label": images.labels[i], "plain_pred": plain::argmax(&logits[i]) }))
                 .collect();
         }
+        if a.logits {
+            out["logits"] = json!(logits);
+        }
         println!("{out}");
         return Ok(());
     }

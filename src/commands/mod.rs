@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 crate::cli::ModelCommand::New { out, .. } => {
                     isolate::probe(ProbeKind::Output, out)?
                 }
+                crate::cli::ModelCommand::Import(a) => isolate::probe(ProbeKind::Output, &a.out)?,
             }
             model::run(c)
         }

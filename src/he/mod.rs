@@ -26,6 +26,18 @@ pub enum HeError {
     TooDeep,
     #[error("no CKKS parameters at 128-bit security hold this network: {0}")]
     NoParameters(String),
+    #[error(
+        "the network is {depth} levels deep, but 128-bit CKKS parameters hold at most depth \
+         {deepest} (N={ring}, {scale}); use fewer layers or activations of lower degree"
+    )]
+    TooDeepFor128 {
+        /// The depth, in words ("12", or "more than 64").
+        depth: String,
+        deepest: usize,
+        ring: u64,
+        /// The scale that depth was reached at, in words ("a 2^30 scale").
+        scale: String,
+    },
     #[error("scale_bits {0} is outside the {1}..={2} that a fixed scale may take")]
     ScaleBits(u32, u32, u32),
     #[error("unknown packing {0:?} (expected one of: {known})", known = packing::names().join(", "))]
@@ -34,6 +46,21 @@ pub enum HeError {
     TooManyImages(usize, usize),
     #[error("internal error in the encrypted evaluation: {0}")]
     Internal(String),
+}
+
+impl HeError {
+    /// This error at layer `index` (`name`); running out of levels stays as it is, since the
+    /// depth belongs to the whole network (the planner reads it).
+    pub fn at_layer(self, index: usize, name: &str) -> HeError {
+        match self {
+            HeError::TooDeep => HeError::TooDeep,
+            other => HeError::Layer {
+                index,
+                name: name.to_string(),
+                reason: other.to_string(),
+            },
+        }
+    }
 }
 
 /// A network ready for encryption: folded (BN merged, pool divisors and leading coefficients

@@ -104,8 +104,14 @@ pub fn plan(packing: PackingId, net: &Network, scale_bits: Option<u32>) -> Resul
     }
     // The depth does not depend on the ring: run once with an ample chain.
     const PROBE: usize = 64;
-    let probe = symbolic(packing, net, (1 << 12) * packing.lanes(), PROBE)?;
+    let probe = match symbolic(packing, net, (1 << 12) * packing.lanes(), PROBE) {
+        Err(HeError::TooDeep) => return Err(too_deep(format!("more than {PROBE}"), scale_bits)?),
+        other => other?,
+    };
     let depth = PROBE - probe.out_level;
+    if depth > deepest(scale_bits)?.0 {
+        return Err(too_deep(depth.to_string(), scale_bits)?);
+    }
     let mut reasons = Vec::new();
     for n in DEGREES {
         let slots = (n / 2) as usize;
@@ -183,6 +189,38 @@ pub fn plan(packing: PackingId, net: &Network, scale_bits: Option<u32>) -> Resul
     Err(HeError::NoParameters(reasons.join("; ")))
 }
 
+/// The greatest depth that 128-bit parameters hold in the largest ring, at the lowest scale
+/// the search takes (or at the fixed `scale_bits`), and that ring.
+pub fn deepest(scale_bits: Option<u32>) -> Result<(usize, u64), HeError> {
+    let ring = DEGREES[DEGREES.len() - 1];
+    let max = CkksParams::max_bits_128(ring)?;
+    let bits = |d: usize| -> i32 {
+        match scale_bits {
+            None => chain(d, SCALE_BITS.1),
+            Some(s) => compact_chain(d, s, FIXED_HEADROOM_BITS.1),
+        }
+        .iter()
+        .sum()
+    };
+    let deepest = (1..).take_while(|&d| bits(d) <= max).last().unwrap_or(0);
+    Ok((deepest, ring))
+}
+
+/// The refusal of a network `depth` levels deep.
+fn too_deep(depth: String, scale_bits: Option<u32>) -> Result<HeError, HeError> {
+    let (deepest, ring) = deepest(scale_bits)?;
+    let scale = match scale_bits {
+        None => format!("a 2^{} scale, the lowest searched", SCALE_BITS.1),
+        Some(s) => format!("the 2^{s} scale asked for"),
+    };
+    Ok(HeError::TooDeepFor128 {
+        depth,
+        deepest,
+        ring,
+        scale,
+    })
+}
+
 /// Refuses a fixed scale outside [`FIXED_SCALE_BITS`].
 pub fn check_scale_bits(s: u32) -> Result<(), HeError> {
     let (hi, lo) = FIXED_SCALE_BITS;
@@ -254,14 +292,7 @@ fn symbolic(
             counts: s.counts,
         })
         .collect();
-    let out = match out {
-        Err(HeError::TooDeep) => {
-            return Err(HeError::NoParameters(format!(
-                "the network needs more than {top} levels"
-            )))
-        }
-        other => other?,
-    };
+    let out = out?;
     let sym = exec.backend();
     Ok(SymbolicRun {
         peak_bytes: sym.memory().peak_bytes(),

@@ -1,10 +1,12 @@
-//! The network as data: layers, the HDF5 model file, the folds the encrypted path relies on,
-//! the f64 reference forward pass, polynomial activations, and the paper's architectures.
+//! The network as data: layers, the HDF5 model file, ONNX import, the folds the encrypted path
+//! relies on, the f64 reference forward pass, polynomial activations, and the paper's
+//! architectures.
 
 pub mod arch;
 pub mod file;
 pub mod fold;
 pub mod layers;
+pub mod onnx;
 pub mod plain;
 pub mod poly;
 pub mod prune;

@@ -86,7 +86,7 @@ impl Packing for BatchAxis {
                     let channels = super::par_each(groups, |ch, c| {
                         let shape = Shape::new(1, shape_in.h, shape_in.w);
                         Ok(channel_layer(exec, &layers[0], c, shape, ch)
-                            .map_err(|e| at(i, &layers[0], e))?
+                            .map_err(|e| e.at_layer(i, &layers[0].name))?
                             .0)
                     })?;
                     channels.into_iter().flatten().collect()
@@ -340,13 +340,13 @@ impl<'n, B: Backend> ConvStage<'n, B> {
         let rows = par_map(out.c, |o| {
             // the conv rows this output row pools over, then the pointwise layers on them
             let mut ch = conv_rows_of(exec, c, o, shape_in, conv_out, input, conv_rows.clone())
-                .map_err(|e| at(first, &net.layers[first], e))?;
+                .map_err(|e| e.at_layer(first, &net.layers[first].name))?;
             let mut shape = Shape::new(1, kernel, conv_out.w);
             // the band is `kernel` rows high, so the pool yields exactly this output row
             for j in first + 1..end {
                 let layer = &net.layers[j];
-                (ch, shape) =
-                    channel_layer(exec, layer, o, shape, ch).map_err(|e| at(j, layer, e))?;
+                (ch, shape) = channel_layer(exec, layer, o, shape, ch)
+                    .map_err(|e| e.at_layer(j, &layer.name))?;
             }
             Ok(ch)
         })?;

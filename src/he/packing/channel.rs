@@ -265,7 +265,7 @@ impl<B: Backend> Step<'_, '_, B> {
                         Some(g) => exec.encode(&g.mask(slots, v), level, scale),
                         None => exec.encode_scalar(v, level, scale),
                     })
-                    .map_err(|e| self.err(e.to_string()))
+                    .map_err(|e| e.at_layer(self.index, &self.layer.name))
                 })?;
                 Ok(join(grid, cts, clean))
             }
