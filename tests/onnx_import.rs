@@ -133,6 +133,12 @@ fn largest_difference(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// A model's layer kinds, in order, separated by spaces.
+fn kinds(m: &hejob::model::Model) -> String {
+    let all: Vec<&str> = m.layers.iter().map(|l| l.kind_name()).collect();
+    all.join(" ")
+}
+
 fn argmax(l: &[f64]) -> usize {
     (0..l.len()).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap()
 }
@@ -140,46 +146,22 @@ fn argmax(l: &[f64]) -> usize {
 #[test]
 fn every_supported_operator_imports_and_matches_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, dataset, kinds) in [
+    for (name, dataset, kinds_want) in [
         (
             "all_ops",
             "mnist",
-            &[
-                "conv",
-                "batchnorm",
-                "activation",
-                "avgpool",
-                "conv",
-                "activation",
-                "flatten",
-                "dense",
-                "activation",
-                "dense",
-                "activation",
-                "dense",
-            ][..],
+            "conv batchnorm activation avgpool conv activation flatten dense activation dense activation dense",
         ),
         (
             "cifar_ops",
             "cifar10",
-            &[
-                "conv",
-                "batchnorm",
-                "activation",
-                "avgpool",
-                "conv",
-                "batchnorm",
-                "activation",
-                "global_avgpool",
-                "dense",
-            ][..],
+            "conv batchnorm activation avgpool conv batchnorm activation global_avgpool dense",
         ),
     ] {
         let out = dir.path().join(format!("{name}.h5"));
         imported(&fixture(name), dataset, &out);
         let m = hejob::model::file::load(&out).unwrap();
-        let got: Vec<&str> = m.layers.iter().map(|l| l.kind_name()).collect();
-        assert_eq!(got, kinds, "{name}");
+        assert_eq!(kinds(&m), kinds_want, "{name}");
         assert_eq!(m.provenance["source"], fixture(name));
         assert_eq!(m.provenance["source_format"], "ONNX, opset 17");
         assert_eq!(m.provenance["source_md5"].len(), 32);
@@ -234,37 +216,37 @@ fn weights_in_an_external_data_file_import_as_inline_ones() {
     assert_eq!(a.layers, b.layers);
 }
 
-/// The example's network as PyTorch 2.15 exported it (docs/examples/export_pytorch.py): with
-/// its default exporter (torch.export, opset 20, weights in `pytorch_dynamo.onnx.data`) and
-/// with the TorchScript one (`dynamo=False`: Constant nodes, Flatten).
+/// Networks as real exporters wrote them, committed in tests/onnx/:
+/// - docs/examples/export_pytorch.py under PyTorch 2.15: its default exporter (torch.export,
+///   opset 20, weights in `pytorch_dynamo.onnx.data`) and the TorchScript one (`dynamo=False`:
+///   Constant nodes, Flatten); both fold each batch norm into its convolution;
+/// - docs/examples/export_keras.py under TensorFlow 2.21 and tf2onnx 1.17, for MNIST and
+///   CIFAR-10: NHWC inputs, Transposes around the polynomials, a one-channel image turned
+///   around by a Reshape, and a flatten in NHWC order through Shape, Gather, Cast, Slice and
+///   Concat.
 #[test]
-fn networks_exported_by_pytorch_import_and_match_onnxruntime() {
+fn networks_exported_by_pytorch_and_keras_import_and_match_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/onnx");
-    for name in ["pytorch_dynamo", "pytorch_legacy"] {
+    let torch = "conv activation conv activation flatten dense";
+    let keras = "conv activation avgpool conv activation flatten dense";
+    for (name, dataset, producer, kinds_want) in [
+        ("pytorch_dynamo", "mnist", "pytorch 2.15", torch),
+        ("pytorch_legacy", "mnist", "pytorch 2.15", torch),
+        ("keras_mnist", "mnist", "tf2onnx 1.17", keras),
+        ("keras_cifar10", "cifar10", "tf2onnx 1.17", keras),
+    ] {
         let onnx = here.join(format!("{name}.onnx"));
         let onnx = onnx.to_str().unwrap();
         let out = dir.path().join(format!("{name}.h5"));
-        imported(onnx, "mnist", &out);
+        imported(onnx, dataset, &out);
         let m = hejob::model::file::load(&out).unwrap();
         assert!(
-            m.provenance["onnx_producer"].starts_with("pytorch 2."),
+            m.provenance["onnx_producer"].starts_with(producer),
             "{name}"
         );
-        let kinds: Vec<&str> = m.layers.iter().map(|l| l.kind_name()).collect();
-        // the exporter folds each batch norm into its convolution
-        assert_eq!(
-            kinds,
-            [
-                "conv",
-                "activation",
-                "conv",
-                "activation",
-                "flatten",
-                "dense"
-            ]
-        );
-        // the module's Python-float coefficients, stored as float32 constants
+        assert_eq!(kinds(&m), kinds_want, "{name}");
+        // each module's Python-float coefficients, stored as float32 constants
         for l in &m.layers {
             if let hejob::model::LayerKind::Activation(hejob::model::Activation::Poly(c), _) =
                 &l.kind
@@ -278,7 +260,7 @@ fn networks_exported_by_pytorch_import_and_match_onnxruntime() {
         }
         let diff = largest_difference(
             &hejob_logits(&out, 25),
-            &onnxruntime_logits(onnx, "mnist", 25),
+            &onnxruntime_logits(onnx, dataset, 25),
         );
         assert!(diff <= 1e-5, "{name}: {diff:e}");
     }
@@ -320,9 +302,6 @@ fn trained_networks_exported_to_onnx_import_to_the_same_network() {
             hejob::model::file::load(&out).unwrap(),
             hejob::model::file::load(&original).unwrap(),
         );
-        let kinds = |m: &hejob::model::Model| -> Vec<&'static str> {
-            m.layers.iter().map(|l| l.kind_name()).collect()
-        };
         assert_eq!(kinds(&a), kinds(&b), "{model}");
     }
 }
@@ -390,6 +369,17 @@ fn graphs_hejob_cannot_run_are_refused_by_node_before_anything_is_written() {
         ("pad_pool", "mnist", "node /pool/AveragePool (AveragePool): padded pooling (pads [1, 1, 1, 1])"),
         ("reshape_map", "mnist", "node /view/Reshape (Reshape): reshapes to [1, 1, 52, 26]"),
         ("gemm_trans", "mnist", "node /fc/Gemm (Gemm): multiplies a constant by the image"),
+        (
+            "transpose",
+            "mnist",
+            "node /swap/Transpose (Transpose): permutation [0, 1, 3, 2]: only NCHW ↔ NHWC",
+        ),
+        (
+            "softmax",
+            "mnist",
+            "node /probs/Softmax (Softmax): softmax has no polynomial form; export the network \
+             without it",
+        ),
         ("classes", "mnist", "the network outputs 7×1×1, but there are 10 classes"),
         (
             "wrong_input",

@@ -273,6 +273,18 @@ def refusals():
         g.conv(1, 2, 3)
     out["reshape_map"] = tail(simple(reshape_map), 2, 24)
 
+    def transpose(g):
+        g.conv(1, 2, 3)
+        g.x = g.node("Transpose", [g.x], name="/swap/Transpose", perm=[0, 1, 3, 2])
+    out["transpose"] = tail(simple(transpose), 2, 26)
+
+    g = Graph("mnist", seed=3)
+    g.conv(1, 2, 3)
+    g.apply("Flatten", axis=1)
+    g.gemm(2 * 26 * 26, 10)
+    g.x = g.node("Softmax", [g.x], name="/probs/Softmax", axis=1)
+    out["softmax"] = g.model()
+
     g = Graph("mnist", seed=3)
     g.conv(1, 2, 3)
     g.apply("Flatten", axis=1)
@@ -379,7 +391,9 @@ def run(path, dataset, data_dir, n, tensor=None):
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(m.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x = load_images(dataset, data_dir, n).astype(np.float32)
-    name = sess.get_inputs()[0].name
+    name, shape = sess.get_inputs()[0].name, sess.get_inputs()[0].shape
+    if list(shape[1:]) == [SHAPES[dataset][1], SHAPES[dataset][2], SHAPES[dataset][0]]:
+        x = x.transpose(0, 2, 3, 1)  # a Keras graph's NHWC input
     out = [sess.run(None, {name: x[i:i + 1]})[0].reshape(-1).astype(float).tolist() for i in range(n)]
     print(json.dumps({"logits": out}))
 

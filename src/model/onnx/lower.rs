@@ -8,21 +8,35 @@ use std::path::PathBuf;
 use onnx_ir::NodeProto;
 
 use super::polynomial::{Poly, MAX_DEGREE};
+use super::shapes;
 use super::tensor::{Attributes, Tensor};
 use crate::model::{Activation, AvgPool, BatchNorm, Conv, Dense, Layer, LayerKind, Shape};
+
+/// The order of a 4-D tensor's axes: ONNX's, or the one of Keras graphs, which tf2onnx
+/// transposes to ONNX's around each layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+/// A value computed from the image.
+#[derive(Clone, Debug)]
+struct Feature {
+    /// `poly(t)`, where `t` is the network's tensor at version `head` (the image at 0; each
+    /// layer, and each constant folded into one, makes a new version).
+    head: usize,
+    poly: Poly,
+    /// The node that last changed it ("" for a layer's output).
+    source: String,
+    layout: Layout,
+}
 
 /// A value flowing through the graph.
 #[derive(Clone, Debug)]
 enum Value {
     Const(Tensor),
-    /// `poly(t)`, where `t` is the network's tensor at version `head` (the image at 0; each
-    /// layer, and each constant folded into one, makes a new version), and `source` the node
-    /// that last changed it.
-    Feature {
-        head: usize,
-        poly: Poly,
-        source: String,
-    },
+    Feature(Feature),
 }
 
 /// The layers made so far, and every named value.
@@ -38,20 +52,26 @@ pub struct Lowering {
     numbers: HashMap<&'static str, usize>,
     /// The ONNX file's folder, where external data lies.
     folder: PathBuf,
+    /// Whether the latest tensor is one vector per image (ONNX rank 2) rather than a map.
+    vector: bool,
+    /// Set when a map in NHWC order was flattened: the map's shape, whose HWC-ordered vector
+    /// the next dense layer's columns are permuted from.
+    hwc_vector: Option<Shape>,
 }
 
 /// What a node cannot be, in words (the caller names the node and the file).
 pub type Reason = String;
 
 impl Lowering {
-    /// Starts at the image, called `input` in the graph, of `shape`; external data is read
-    /// from `folder`.
-    pub fn new(input: &str, shape: Shape, folder: PathBuf) -> Self {
-        let image = Value::Feature {
+    /// Starts at the image, called `input` in the graph, of `shape` laid out as `layout`;
+    /// external data is read from `folder`.
+    pub fn new(input: &str, shape: Shape, layout: Layout, folder: PathBuf) -> Self {
+        let image = Value::Feature(Feature {
             head: 0,
             poly: Poly::identity(),
             source: input.to_string(),
-        };
+            layout,
+        });
         Self {
             values: HashMap::from([(input.to_string(), image)]),
             layers: Vec::new(),
@@ -60,6 +80,18 @@ impl Lowering {
             version: 0,
             numbers: HashMap::new(),
             folder,
+            vector: false,
+            hwc_vector: None,
+        }
+    }
+
+    /// The latest tensor itself.
+    fn latest(&self) -> Feature {
+        Feature {
+            head: self.version,
+            poly: Poly::identity(),
+            source: String::new(),
+            layout: Layout::Nchw,
         }
     }
 
@@ -71,7 +103,7 @@ impl Lowering {
     /// The layers, each with the node it came from, once `output` is the network's output.
     pub fn finish(mut self, output: &str) -> Result<(Vec<Layer>, Vec<String>), Reason> {
         match self.value(output)? {
-            v @ Value::Feature { .. } => {
+            v @ Value::Feature(_) => {
                 self.take(&v, "the graph's output")?;
                 Ok((self.layers, self.sources))
             }
@@ -120,6 +152,36 @@ impl Lowering {
                 self.push("act", relu, name)?
             }
             "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Neg" => self.elementwise(n, name)?,
+            "Transpose" => self.transpose(n, &attrs)?,
+            "Shape" => self.shape_of(n)?,
+            "Gather" => {
+                let (data, indices) = (self.folded(n, 0)?, self.folded(n, 1)?);
+                Value::Const(shapes::gather(&data, &indices, &attrs)?)
+            }
+            "Slice" => {
+                let data = self.folded(n, 0)?;
+                let bounds = (1..5)
+                    .map(|i| self.optional(n, i, "bound"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Value::Const(shapes::slice(&data, &bounds, &attrs)?)
+            }
+            "Concat" => {
+                let parts = (0..n.input.len())
+                    .map(|i| self.folded(n, i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Value::Const(shapes::concat(&parts)?)
+            }
+            "Unsqueeze" | "Squeeze" => {
+                Value::Const(shapes::relabel(&n.op_type, &self.folded(n, 0)?, &attrs))
+            }
+            "Cast" => match self.input(n, 0)? {
+                Value::Const(t) => Value::Const(shapes::relabel("Cast", &t, &attrs)),
+                // TensorProto.DataType: float, float16, double, bfloat16
+                f @ Value::Feature(_) if [1, 10, 11, 16].contains(&attrs.int("to", 1)) => f,
+                Value::Feature(_) => {
+                    return Err("casts the tensor to a type that is not floating point".into())
+                }
+            },
             op => return Err(unsupported(op)),
         };
         let first = n
@@ -149,8 +211,19 @@ impl Lowering {
     fn weight(&self, n: &NodeProto, i: usize, what: &str) -> Result<Tensor, Reason> {
         match self.input(n, i)? {
             Value::Const(t) => Ok(t),
-            Value::Feature { .. } => Err(format!(
+            Value::Feature(_) => Err(format!(
                 "its {what} (input {i}) is computed from the image; it must be a constant"
+            )),
+        }
+    }
+
+    /// Input `i` of a node that only folds constants (shape arithmetic).
+    fn folded(&self, n: &NodeProto, i: usize) -> Result<Tensor, Reason> {
+        match self.input(n, i)? {
+            Value::Const(t) => Ok(t),
+            Value::Feature(_) => Err(format!(
+                "reads the image's tensor; {} is read only in shape arithmetic on constants",
+                n.op_type
             )),
         }
     }
@@ -166,9 +239,22 @@ impl Lowering {
     /// Makes `v` the network's latest tensor, as the input of a layer (or of the output):
     /// its pending polynomial becomes an activation layer.
     fn take(&mut self, v: &Value, name: &str) -> Result<(), Reason> {
-        let Value::Feature { head, poly, source } = v else {
+        let Value::Feature(Feature {
+            head,
+            poly,
+            source,
+            layout,
+        }) = v
+        else {
             return Err("its input is a constant; it must be computed from the image".into());
         };
+        if *layout != Layout::Nchw {
+            return Err(
+                "reads the tensor in NHWC order; ONNX's layers take NCHW (a Transpose \
+                 with perm [0, 3, 1, 2] comes first)"
+                    .into(),
+            );
+        }
         if *head != self.version {
             return Err(
                 "reads a tensor from before the latest layer: only a chain of layers \
@@ -189,7 +275,28 @@ impl Lowering {
     }
 
     /// Appends a layer read from node `name`; the value it makes.
-    fn push(&mut self, stem: &'static str, kind: LayerKind, name: &str) -> Result<Value, Reason> {
+    fn push(
+        &mut self,
+        stem: &'static str,
+        mut kind: LayerKind,
+        name: &str,
+    ) -> Result<Value, Reason> {
+        if let Some(map) = self.hwc_vector {
+            match &mut kind {
+                LayerKind::Dense(d) if d.inp == map.len() => {
+                    d.weight = from_hwc_columns(&d.weight, d.inp, map);
+                    self.hwc_vector = None;
+                }
+                LayerKind::Activation(..) => {}
+                _ => {
+                    return Err(
+                        "reads a vector flattened in NHWC order; only a dense layer \
+                         (after any activation) can follow one"
+                            .into(),
+                    )
+                }
+            }
+        }
         let number = self.numbers.entry(stem).or_default();
         *number += 1;
         let layer = Layer::new(format!("{stem}{number}"), kind);
@@ -199,11 +306,7 @@ impl Lowering {
         self.layers.push(layer);
         self.sources.push(name.to_string());
         self.version += 1;
-        Ok(Value::Feature {
-            head: self.version,
-            poly: Poly::identity(),
-            source: String::new(),
-        })
+        Ok(Value::Feature(self.latest()))
     }
 
     fn conv(&mut self, n: &NodeProto, attrs: &Attributes, name: &str) -> Result<Value, Reason> {
@@ -316,18 +419,26 @@ impl Lowering {
         self.push("pool", LayerKind::AvgPool(pool), name)
     }
 
-    /// One vector per image: a flatten layer unless the tensor already is one.
+    /// One vector per image: a flatten layer unless the tensor already is one. A map in NHWC
+    /// order flattens in that order, which the next dense layer's columns are permuted from.
     fn flatten(&mut self, n: &NodeProto, name: &str) -> Result<Value, Reason> {
-        self.take(&self.input(n, 0)?, name)?;
-        if self.shape.h == 1 && self.shape.w == 1 {
-            Ok(Value::Feature {
-                head: self.version,
-                poly: Poly::identity(),
-                source: String::new(),
-            })
-        } else {
-            self.push("flatten", LayerKind::Flatten, name)
+        let mut v = self.input(n, 0)?;
+        let mut hwc = false;
+        if let Value::Feature(f) = &mut v {
+            hwc = f.layout == Layout::Nhwc && !self.vector;
+            f.layout = Layout::Nchw;
         }
+        self.take(&v, name)?;
+        let map = self.shape;
+        let out = if map.h == 1 && map.w == 1 {
+            Value::Feature(self.latest())
+        } else {
+            self.push("flatten", LayerKind::Flatten, name)?
+        };
+        self.vector = true;
+        // the order matters only where there are several channels and several positions
+        self.hwc_vector = Some(map).filter(|s| hwc && s.c > 1 && s.h * s.w > 1);
+        Ok(out)
     }
 
     fn reshape(&mut self, n: &NodeProto, attrs: &Attributes, name: &str) -> Result<Value, Reason> {
@@ -337,8 +448,42 @@ impl Lowering {
         }
         .ok_or_else(|| "has no whole-number target shape".to_string())?;
         let total = self.shape.len() as i64;
-        match target[..] {
-            [-1..=1, len] if len == -1 || len == total => self.flatten(n, name),
+        if let [-1..=1, len] = target[..] {
+            if len == -1 || len == total {
+                return self.flatten(n, name);
+            }
+        }
+        // a 4-D target that only renames NCHW as NHWC or back, the memory order unchanged
+        // (one channel, or one position): how tf2onnx turns a one-channel image around
+        let Value::Feature(mut f) = self.input(n, 0)? else {
+            return Err("reshapes a constant; fold constants when exporting".into());
+        };
+        let s = self.shape;
+        let (nchw, nhwc) = ([s.c, s.h, s.w], [s.h, s.w, s.c]);
+        let current = if f.layout == Layout::Nchw { nchw } else { nhwc };
+        let resolved: Option<Vec<usize>> = match target[..] {
+            [-1..=1, a, b, c] => [a, b, c]
+                .iter()
+                .zip(current)
+                .map(|(&t, d)| match t {
+                    0 => Some(d),
+                    t if t > 0 => Some(t as usize),
+                    _ => None,
+                })
+                .collect(),
+            _ => None,
+        };
+        let same_memory = s.c == 1 || s.h * s.w == 1;
+        match resolved {
+            Some(dims) if !self.vector && dims == current => Ok(Value::Feature(f)),
+            Some(dims) if !self.vector && same_memory && (dims == nchw || dims == nhwc) => {
+                f.layout = if dims == nchw {
+                    Layout::Nchw
+                } else {
+                    Layout::Nhwc
+                };
+                Ok(Value::Feature(f))
+            }
             _ => Err(format!(
                 "reshapes to {target:?}; only a reshape to one vector per image ([N, -1]) is \
                  supported"
@@ -403,13 +548,15 @@ impl Lowering {
                     weight,
                     bias,
                 };
-                self.push("fc", LayerKind::Dense(dense), name)
+                let made = self.push("fc", LayerKind::Dense(dense), name);
+                self.vector = true;
+                made
             }
         }
     }
 
     /// `Add`, `Sub`, `Mul`, `Div`, `Pow` and `Neg`: polynomial arithmetic on one tensor, or a
-    /// bias added right after a linear layer.
+    /// per-channel constant folded into the layer before it.
     fn elementwise(&mut self, n: &NodeProto, name: &str) -> Result<Value, Reason> {
         let op = n.op_type.as_str();
         let a = self.input(n, 0)?;
@@ -422,22 +569,17 @@ impl Lowering {
             self.input(n, 1)?
         };
         let too_high = || format!("the polynomial's degree passes {MAX_DEGREE}");
-        let feature = |head: usize, poly: Poly| Value::Feature {
-            head,
-            poly,
-            source: name.to_string(),
+        let with = |f: &Feature, poly: Poly| {
+            Value::Feature(Feature {
+                poly,
+                source: name.to_string(),
+                ..f.clone()
+            })
         };
         match (a, b) {
             (Value::Const(x), Value::Const(y)) => constant_arithmetic(op, &x, &y).map(Value::Const),
-            (
-                Value::Feature { head, poly: p, .. },
-                Value::Feature {
-                    head: other,
-                    poly: q,
-                    ..
-                },
-            ) => {
-                if head != other {
+            (Value::Feature(f), Value::Feature(g)) => {
+                if f.head != g.head || f.layout != g.layout {
                     return Err(format!(
                         "{} two different tensors: only a polynomial of one tensor can be an \
                          activation, and only a chain of layers (no skip connection) can be \
@@ -445,42 +587,43 @@ impl Lowering {
                         verb(op)
                     ));
                 }
+                let (p, q) = (&f.poly, &g.poly);
                 match op {
-                    "Add" => Ok(feature(head, p.add(&q))),
-                    "Sub" => Ok(feature(head, p.add(&q.scale(-1.0)))),
-                    "Mul" => p.mul(&q).map(|r| feature(head, r)).ok_or_else(too_high),
+                    "Add" => Ok(with(&f, p.add(q))),
+                    "Sub" => Ok(with(&f, p.add(&q.scale(-1.0)))),
+                    "Mul" => p.mul(q).map(|r| with(&f, r)).ok_or_else(too_high),
                     _ => Err(format!(
                         "{op} of the tensor by itself has no polynomial form"
                     )),
                 }
             }
-            (Value::Feature { head, poly, .. }, Value::Const(c)) => match (op, c.scalar()) {
-                ("Add", Some(v)) => Ok(feature(head, poly.add(&Poly::constant(v)))),
-                ("Sub", Some(v)) => Ok(feature(head, poly.add(&Poly::constant(-v)))),
-                ("Mul" | "Neg", Some(v)) => Ok(feature(head, poly.scale(v))),
-                ("Div", Some(v)) if v != 0.0 => Ok(feature(head, poly.scale(1.0 / v))),
+            (Value::Feature(f), Value::Const(c)) => match (op, c.scalar()) {
+                ("Add", Some(v)) => Ok(with(&f, f.poly.add(&Poly::constant(v)))),
+                ("Sub", Some(v)) => Ok(with(&f, f.poly.add(&Poly::constant(-v)))),
+                ("Mul" | "Neg", Some(v)) => Ok(with(&f, f.poly.scale(v))),
+                ("Div", Some(v)) if v != 0.0 => Ok(with(&f, f.poly.scale(1.0 / v))),
                 ("Pow", Some(v)) => match exponent(v) {
-                    Some(k) => poly.pow(k).map(|r| feature(head, r)).ok_or_else(too_high),
+                    Some(k) => f.poly.pow(k).map(|r| with(&f, r)).ok_or_else(too_high),
                     None => Err(format!(
                         "exponent {v} is not a whole number from 0 to {MAX_DEGREE}: only \
                          integer powers are polynomials"
                     )),
                 },
-                ("Add", None) => self.per_channel(head, &poly, &c, Fold::Add(1.0)),
-                ("Sub", None) => self.per_channel(head, &poly, &c, Fold::Add(-1.0)),
-                ("Mul", None) => self.per_channel(head, &poly, &c, Fold::Mul),
+                ("Add", None) => self.per_channel(&f, &c, Fold::Add(1.0)),
+                ("Sub", None) => self.per_channel(&f, &c, Fold::Add(-1.0)),
+                ("Mul", None) => self.per_channel(&f, &c, Fold::Mul),
                 _ => Err(format!(
                     "{} a constant of shape {:?}; only a one-value constant can",
                     verb(op),
                     c.dims
                 )),
             },
-            (Value::Const(c), Value::Feature { head, poly, .. }) => match (op, c.scalar()) {
-                ("Add", Some(v)) => Ok(feature(head, poly.add(&Poly::constant(v)))),
-                ("Sub", Some(v)) => Ok(feature(head, poly.scale(-1.0).add(&Poly::constant(v)))),
-                ("Mul", Some(v)) => Ok(feature(head, poly.scale(v))),
-                ("Add", None) => self.per_channel(head, &poly, &c, Fold::Add(1.0)),
-                ("Mul", None) => self.per_channel(head, &poly, &c, Fold::Mul),
+            (Value::Const(c), Value::Feature(f)) => match (op, c.scalar()) {
+                ("Add", Some(v)) => Ok(with(&f, f.poly.add(&Poly::constant(v)))),
+                ("Sub", Some(v)) => Ok(with(&f, f.poly.scale(-1.0).add(&Poly::constant(v)))),
+                ("Mul", Some(v)) => Ok(with(&f, f.poly.scale(v))),
+                ("Add", None) => self.per_channel(&f, &c, Fold::Add(1.0)),
+                ("Mul", None) => self.per_channel(&f, &c, Fold::Mul),
                 ("Div", _) => Err("divides by the tensor: 1/x has no polynomial form".into()),
                 ("Pow", _) => Err("raises a constant to the tensor's power: that has no \
                      polynomial form"
@@ -497,18 +640,20 @@ impl Lowering {
     /// A per-channel constant folded into the layer just made, a Conv or a dense layer: added
     /// to its bias (a MatMul's `Add`, a bias tf2onnx keeps apart), or multiplying its weights
     /// and bias (a batch norm an exporter turned into `Mul` and `Add`).
-    fn per_channel(
-        &mut self,
-        head: usize,
-        poly: &Poly,
-        c: &Tensor,
-        fold: Fold,
-    ) -> Result<Value, Reason> {
+    fn per_channel(&mut self, f: &Feature, c: &Tensor, fold: Fold) -> Result<Value, Reason> {
         let channels = self.shape.c;
+        // the dims broadcast along the channel axis only: [C] / [1, C] on a vector, [C, 1, 1]
+        // on an NCHW map, [C] on an NHWC one
+        let mut significant = c.dims.iter().rev().skip_while(|&&d| d == 1);
+        let channel_axis = match (self.vector, f.layout) {
+            (true, _) | (false, Layout::Nhwc) => c.dims.last() == Some(&channels),
+            (false, Layout::Nchw) => c.dims.iter().rev().take(2).all(|&d| d == 1),
+        };
         let fits = c.values.len() == channels
-            && c.dims.iter().rev().find(|&&d| d != 1) == Some(&channels)
-            && (self.shape.is_flat() || c.dims.iter().rev().take(2).all(|&d| d == 1));
-        let last = (fits && head == self.version && poly.is_identity())
+            && significant.next() == Some(&channels)
+            && significant.all(|&d| d == 1)
+            && channel_axis;
+        let last = (fits && f.head == self.version && f.poly.is_identity())
             .then(|| self.layers.last_mut())
             .flatten();
         let (weight, bias) = match last.map(|l| &mut l.kind) {
@@ -538,12 +683,67 @@ impl Lowering {
         }
         // values read before the fold are the tensor without it: stale from here on
         self.version += 1;
-        Ok(Value::Feature {
-            head: self.version,
-            poly: Poly::identity(),
-            source: String::new(),
-        })
+        Ok(Value::Feature(Feature {
+            layout: f.layout,
+            ..self.latest()
+        }))
     }
+
+    /// `Transpose` between ONNX's NCHW and Keras's NHWC (what tf2onnx writes around layers).
+    fn transpose(&mut self, n: &NodeProto, attrs: &Attributes) -> Result<Value, Reason> {
+        let Value::Feature(mut f) = self.input(n, 0)? else {
+            return Err("transposes a constant; fold constants when exporting".into());
+        };
+        let perm = attrs.ints("perm").unwrap_or_default();
+        f.layout = match (f.layout, &perm[..]) {
+            (layout, [0, 1, 2, 3]) => layout,
+            (Layout::Nchw, [0, 2, 3, 1]) if !self.vector => Layout::Nhwc,
+            (Layout::Nhwc, [0, 3, 1, 2]) if !self.vector => Layout::Nchw,
+            _ => {
+                return Err(format!(
+                    "permutation {perm:?}: only NCHW ↔ NHWC ([0, 2, 3, 1], [0, 3, 1, 2]) is \
+                     supported"
+                ))
+            }
+        };
+        Ok(Value::Feature(f))
+    }
+
+    /// `Shape` of the image's tensor, with a batch of one (shape arithmetic folds it).
+    fn shape_of(&self, n: &NodeProto) -> Result<Value, Reason> {
+        let Value::Feature(f) = self.input(n, 0)? else {
+            return Err("takes the shape of a constant; fold constants when exporting".into());
+        };
+        let s = self.shape;
+        let dims: Vec<usize> = match (self.vector, f.layout) {
+            (true, _) => vec![1, s.len()],
+            (false, Layout::Nchw) => vec![1, s.c, s.h, s.w],
+            (false, Layout::Nhwc) => vec![1, s.h, s.w, s.c],
+        };
+        Ok(Value::Const(Tensor {
+            dims: vec![dims.len()],
+            values: dims.iter().map(|&d| d as f64).collect(),
+        }))
+    }
+}
+
+/// Dense weights `out × inp` whose columns read a vector flattened from `map` in HWC order,
+/// reordered to read it in CHW order (hejob's flatten).
+fn from_hwc_columns(weight: &[f64], inp: usize, map: Shape) -> Vec<f64> {
+    let out = weight.len() / inp;
+    let hwc = |c: usize, y: usize, x: usize| (y * map.w + x) * map.c + c;
+    let mut moved = vec![0.0; weight.len()];
+    for o in 0..out {
+        for c in 0..map.c {
+            for y in 0..map.h {
+                for x in 0..map.w {
+                    let chw = (c * map.h + y) * map.w + x;
+                    moved[o * inp + chw] = weight[o * inp + hwc(c, y, x)];
+                }
+            }
+        }
+    }
+    moved
 }
 
 /// How a per-channel constant folds into the layer before it.
@@ -687,16 +887,7 @@ fn unsupported(op: &str) -> Reason {
         "Sign",
         "Erf",
     ];
-    const SHAPES: &[&str] = &[
-        "Shape",
-        "Gather",
-        "Unsqueeze",
-        "Squeeze",
-        "Concat",
-        "Slice",
-        "Cast",
-        "Expand",
-    ];
+    const SHAPES: &[&str] = &["Expand", "Tile", "ConstantOfShape", "Range", "Where"];
     match op {
         "MaxPool" | "GlobalMaxPool" => "max pooling has no polynomial form; use AveragePool".into(),
         "Softmax" | "LogSoftmax" => "softmax has no polynomial form; export the network \
@@ -712,7 +903,8 @@ fn unsupported(op: &str) -> Reason {
         _ => format!(
             "operator {op} is not supported (supported: Conv, BatchNormalization, \
              AveragePool, GlobalAveragePool, Flatten, Reshape, Gemm, MatMul, Add, Sub, Mul, \
-             Div, Neg, Pow, Relu, Identity, Dropout, Constant)"
+             Div, Neg, Pow, Relu, Transpose, Identity, Dropout, Constant, and Shape, Gather, \
+             Slice, Concat, Cast, Squeeze, Unsqueeze on constants)"
         ),
     }
 }

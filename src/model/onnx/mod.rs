@@ -4,12 +4,15 @@
 
 mod lower;
 pub mod polynomial;
+mod shapes;
 pub mod tensor;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use onnx_ir::{Message, ModelProto};
+
+use lower::Layout;
 
 use super::{Model, Preprocess};
 use crate::data::Dataset;
@@ -82,7 +85,7 @@ pub fn import(path: &Path, dataset: Dataset, preprocess: Preprocess) -> Result<M
             inputs.len()
         )));
     };
-    check_input(input, dataset).map_err(fail)?;
+    let layout = check_input(input, dataset).map_err(fail)?;
     let [output] = &graph.output[..] else {
         return Err(fail(format!(
             "the graph has {} outputs; it must have one, the logits",
@@ -91,7 +94,7 @@ pub fn import(path: &Path, dataset: Dataset, preprocess: Preprocess) -> Result<M
     };
 
     let folder = path.parent().unwrap_or(Path::new("")).to_path_buf();
-    let mut lowering = lower::Lowering::new(&input.name, dataset.shape(), folder.clone());
+    let mut lowering = lower::Lowering::new(&input.name, dataset.shape(), layout, folder.clone());
     for t in &graph.initializer {
         lowering.constant(&t.name, tensor::decode(t, &folder).map_err(fail)?);
     }
@@ -173,9 +176,9 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot be read ({e})"))
 }
 
-/// The image input: a float tensor `[N, C, H, W]` of the dataset's shape (any N: each image
-/// is evaluated alone).
-fn check_input(input: &onnx_ir::ValueInfoProto, dataset: Dataset) -> Result<(), String> {
+/// The image input: a float tensor `[N, C, H, W]` of the dataset's shape, or `[N, H, W, C]`
+/// (a Keras graph's), any N (each image is evaluated alone); its layout.
+fn check_input(input: &onnx_ir::ValueInfoProto, dataset: Dataset) -> Result<Layout, String> {
     let tensor = input
         .type_
         .as_ref()
@@ -200,20 +203,26 @@ fn check_input(input: &onnx_ir::ValueInfoProto, dataset: Dataset) -> Result<(), 
         })
         .unwrap_or_default();
     let s = dataset.shape();
-    let want = [s.c, s.h, s.w].map(|d| Some(d as i64));
+    let nchw = [s.c, s.h, s.w].map(|d| Some(d as i64));
+    let nhwc = [s.h, s.w, s.c].map(|d| Some(d as i64));
     let shown: Vec<String> = dims
         .iter()
         .map(|d| d.map_or("?".into(), |v| v.to_string()))
         .collect();
-    if dims.len() != 4 || dims[1..] != want {
-        return Err(format!(
-            "graph input '{}' has shape [{}], but {dataset} images are [N, {}, {}, {}]",
+    match dims.get(1..) {
+        Some(d) if dims.len() == 4 && d == nchw => Ok(Layout::Nchw),
+        Some(d) if dims.len() == 4 && d == nhwc => Ok(Layout::Nhwc),
+        _ => Err(format!(
+            "graph input '{}' has shape [{}], but {dataset} images are [N, {}, {}, {}] (or \
+             [N, {}, {}, {}])",
             input.name,
             shown.join(", "),
             s.c,
             s.h,
-            s.w
-        ));
+            s.w,
+            s.h,
+            s.w,
+            s.c
+        )),
     }
-    Ok(())
 }

@@ -26,7 +26,8 @@ impl Tensor {
     pub fn integers(&self) -> Option<Vec<i64>> {
         self.values
             .iter()
-            .map(|&v| (v.fract() == 0.0 && v.abs() < 2f64.powi(53)).then_some(v as i64))
+            // past 2^53 every f64 is whole; INT64_MAX (a slice's "to the end") saturates
+            .map(|&v| (v.fract() == 0.0).then_some(v as i64))
             .collect()
     }
 }
