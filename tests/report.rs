@@ -10,6 +10,7 @@ use hejob::he::packing::{Evaluation, PackingId, Stage};
 use hejob::he::{plan, Network};
 use hejob::job::results::{JobResult, Summary};
 use hejob::model::arch::{self, Arch};
+use hejob::report::evidence::{self, Standing};
 use hejob::report::read;
 
 /// Writes a result file for the paper's network of `arch` with `conv2` filters: `labels`
@@ -32,6 +33,14 @@ fn write_result(
             .provenance
             .insert("weights".into(), "trained by the report test".into());
     }
+    // the model beside the result, as the job read it
+    let model_path = path.with_extension("model.h5");
+    hejob::model::file::save(&model, &model_path).unwrap();
+    let fingerprint = format!(
+        "model-md5={};dataset={};packing={packing}",
+        hejob::data::checksums::md5_file(&model_path).unwrap(),
+        model.dataset
+    );
     let net = Network::from_model(&model).unwrap();
     let plan = plan::plan(packing.parse::<PackingId>().unwrap(), &net, None).unwrap();
     let runs: Vec<Evaluation> = seconds
@@ -73,8 +82,8 @@ fn write_result(
         .collect();
     let result = JobResult {
         job_text: "# written by tests/report.rs\n",
-        fingerprint: "model-md5=0;dataset=mnist;packing=channel",
-        model_path: Path::new("model.h5"),
+        fingerprint: &fingerprint,
+        model_path: &model_path,
         model: &model,
         plan: &plan,
         ranks: 1,
@@ -186,6 +195,64 @@ fn result_files_read_back_to_what_was_written() {
     assert_eq!((e.ranks, e.threads, e.runs), (1, 2, 2));
     let stage_seconds: f64 = e.stages.iter().map(|s| s.seconds).sum();
     assert!((stage_seconds - 16.0).abs() < 1e-9);
+    assert_eq!(e.model, path.with_extension("model.h5"));
+    assert_eq!(e.build.as_deref(), Some(env!("HEJOB_BUILD")));
+    // image 1: plain 2, HE 1, one-hot logits, an error of 2e-6
+    assert_eq!(
+        e.disagreements,
+        [read::Disagreement {
+            index: 1,
+            label: 1,
+            plain_pred: 2,
+            he_pred: 1,
+            margin: 1.0,
+            error: 2e-6,
+            largest_logit: 1.0,
+        }]
+    );
+}
+
+#[test]
+fn a_file_stands_while_this_build_plans_its_model_the_same() {
+    let _g = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let files = three_files(dir.path());
+    let standing = |f: &Path| evidence::standing(&read::read(f).unwrap());
+    assert_eq!(standing(&files[0]), Standing::Current);
+
+    // the same file as if its job had fixed a 30-bit scale: this build plans that otherwise
+    let fixed = dir.path().join("fixed.h5");
+    std::fs::copy(&files[0], &fixed).unwrap();
+    std::fs::copy(
+        files[0].with_extension("model.h5"),
+        fixed.with_extension("model.h5"),
+    )
+    .unwrap();
+    {
+        let f = hdf5::File::open_rw(&fixed).unwrap();
+        f.delete_attr("job_toml").unwrap();
+        let text: hdf5::types::VarLenUnicode = "scale_bits = 30\n".parse().unwrap();
+        f.new_attr::<hdf5::types::VarLenUnicode>()
+            .create("job_toml")
+            .unwrap()
+            .write_scalar(&text)
+            .unwrap();
+    }
+    let Standing::Differs(what) = standing(&fixed) else {
+        panic!("a 30-bit plan is not the file's")
+    };
+    assert!(what.contains("scale 2^30 (file: 2^"), "{what}");
+
+    // a model file replaced since the job read it is not planned
+    std::fs::copy(
+        files[2].with_extension("model.h5"),
+        files[0].with_extension("model.h5"),
+    )
+    .unwrap();
+    let Standing::Unchecked(why) = standing(&files[0]) else {
+        panic!("a replaced model was planned")
+    };
+    assert!(why.contains("is no longer the model the job read"), "{why}");
 }
 
 #[test]
@@ -269,6 +336,28 @@ fn report_has_the_expected_rows_numbers_and_figures() {
         .map(|f| read::read(f).unwrap().stages.len())
         .sum();
     assert_eq!(layers.lines().count(), 1 + stages);
+
+    // the disagreeing image of each file (image 2: plain 3, HE 4, an error of 3e-6), with its
+    // margin, error and explanation
+    for file in &files {
+        let line = format!(
+            "| {} | 2 | 3 | 3 | 4 | 1.00e0 | 3.00e-6 | not explained: the margin 1.00e0 exceeds \
+             twice the error 3.00e-6 |",
+            file.display()
+        );
+        assert!(md.contains(&line), "{line}\n{md}");
+    }
+    assert!(md.contains("3 of 12 images"), "{md}");
+    // each file's build, and this build still plans what each measured
+    for file in &files {
+        let line = format!(
+            "| {} | {} | {} | the same |",
+            file.display(),
+            env!("CARGO_PKG_VERSION"),
+            env!("HEJOB_BUILD")
+        );
+        assert!(md.contains(&line), "{line}\n{md}");
+    }
 
     let svg = std::fs::read_to_string(out.join("fig-5-1.svg")).unwrap();
     assert!(svg.starts_with("<svg"), "not an SVG");

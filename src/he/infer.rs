@@ -230,15 +230,8 @@ impl Owner {
                     .preprocess
                     .apply(self.model.input, images.image(index));
                 let plain_logits = plain::forward(&self.model.layers, self.model.input, &x);
-                let range = self.plan.logit_range();
-                if let Some(big) = plain_logits.iter().find(|v| v.abs() >= range) {
-                    log::warn!(
-                        "image {index}: plain logit {big:.1} is beyond the ±{range} that the \
-                         plan's first prime holds, so its decrypted logits are invalid; plan \
-                         with more headroom (a larger ring or the default scale)"
-                    );
-                }
                 let max_abs_error = max_abs_error(&plain_logits, &he_logits);
+                self.check_range(index, &plain_logits, max_abs_error);
                 ImageRecord {
                     index,
                     label: images.labels[index],
@@ -252,6 +245,31 @@ impl Owner {
                 }
             })
             .collect())
+    }
+
+    /// Says when an image's plain logits leave the range that every slot decrypts at once
+    /// ([`Plan::logit_range`]): a warning where its decrypted logits then wrapped around the
+    /// first prime (an error beyond the plan's tolerance relative to the logit), a note where
+    /// they came back exact all the same.
+    fn check_range(&self, index: usize, plain_logits: &[f64], error: f64) {
+        let range = self.plan.logit_range();
+        let largest = plain_logits.iter().fold(0f64, |m, v| m.max(v.abs()));
+        if largest < range {
+            return;
+        }
+        if error > self.plan.logit_tolerance * largest {
+            log::warn!(
+                "image {index}: plain logit {largest:.3e} is beyond the ±{range} that the \
+                 plan's first prime holds, and its decrypted logits wrapped (error {error:.3e}): \
+                 they are invalid; plan with more headroom (a larger ring or the default scale)"
+            );
+        } else {
+            log::info!(
+                "image {index}: plain logit {largest:.3e} is beyond the ±{range} that every \
+                 slot holds at once, yet decrypted to within {error:.3e}: its ciphertext's other \
+                 slots are small"
+            );
+        }
     }
 }
 

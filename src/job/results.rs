@@ -153,6 +153,7 @@ impl JobResult<'_> {
             .create("threads_per_rank")?
             .write_scalar(&(self.threads as u64))?;
         write_str(f, "hejob_version", env!("CARGO_PKG_VERSION"))?;
+        write_str(f, "hejob_build", env!("HEJOB_BUILD"))?;
         write_str(f, "start_time", &self.start)?;
         write_str(f, "end_time", &self.end)?;
         let prov = f.create_group("provenance")?;

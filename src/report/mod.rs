@@ -1,6 +1,7 @@
 //! Turns result files into the paper's tables (Markdown and CSV), a per-layer breakdown, and
 //! the accuracy–latency plot of its Fig. 5.1 (SVG and PNG).
 
+pub mod evidence;
 mod figure;
 pub mod paper;
 pub mod read;

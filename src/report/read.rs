@@ -19,11 +19,40 @@ pub struct Stage {
     pub counts: OpTally,
 }
 
+/// An image whose encrypted prediction is not the plain one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Disagreement {
+    pub index: i64,
+    pub label: i64,
+    pub plain_pred: i64,
+    pub he_pred: i64,
+    /// The gap between its two largest plain logits.
+    pub margin: f64,
+    /// Its largest |HE − plain| logit difference.
+    pub error: f64,
+    /// Its largest |plain logit|.
+    pub largest_logit: f64,
+}
+
 /// What one result file holds that a report uses.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {
     pub path: PathBuf,
     pub packing: PackingId,
+    /// The model file the job read, as its job named it.
+    pub model: PathBuf,
+    /// The job's fixed `scale_bits`, if it set one (else the planner searched).
+    pub fixed_scale: Option<u32>,
+    pub coeff_modulus_bits: Vec<i32>,
+    pub scale_bits: u32,
+    /// The hejob version and the commit of the build that wrote it (`None` before files
+    /// recorded it).
+    pub version: String,
+    pub build: Option<String>,
+    /// The MD5 of the model file the job read, from its fingerprint (`None` before files
+    /// recorded one).
+    pub model_md5: Option<String>,
+    pub disagreements: Vec<Disagreement>,
     /// The model's architecture (`mnist-3layer`, `cifar10-4layer`), from its provenance;
     /// `None` for a model file without one.
     pub architecture: Option<String>,
@@ -90,11 +119,38 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
         per_inference,
     };
     check_summary(f, &summary)?;
+    let job: toml::Table = read_str(f, "job_toml")?
+        .parse()
+        .map_err(|e| format!("attribute 'job_toml' is not a job file ({e})"))?;
+    let fixed_scale = match job.get("scale_bits") {
+        None => None,
+        Some(v) => Some(
+            v.as_integer()
+                .and_then(|s| u32::try_from(s).ok())
+                .ok_or("attribute 'job_toml' has a scale_bits that is not a bit count")?,
+        ),
+    };
+    let coeff_modulus_bits = f
+        .attr("coeff_modulus_bits")
+        .and_then(|a| a.read_raw::<i32>())
+        .map_err(|_| "unreadable attribute 'coeff_modulus_bits'".to_string())?;
     Ok(Entry {
         path: path.to_path_buf(),
         packing: read_str(f, "packing")?
             .parse()
             .map_err(|e: crate::he::HeError| e.to_string())?,
+        model: PathBuf::from(read_str(f, "model")?),
+        fixed_scale,
+        coeff_modulus_bits,
+        scale_bits: scalar(f, "scale_bits")?,
+        version: read_str(f, "hejob_version")?,
+        build: read_str(f, "hejob_build").ok(),
+        model_md5: read_str(f, "fingerprint").ok().and_then(|fp| {
+            fp.split(';')
+                .find_map(|part| part.strip_prefix("model-md5="))
+                .map(String::from)
+        }),
+        disagreements: disagreements(f)?,
         architecture: provenance("architecture"),
         activation: provenance("activation"),
         conv2: provenance("conv2_channels").and_then(|c| c.parse().ok()),
@@ -168,6 +224,47 @@ fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// The images whose HE prediction differs from the plain one, with what explains it.
+fn disagreements(f: &hdf5::File) -> R<Vec<Disagreement>> {
+    let ints = |name: &str| -> R<Vec<i64>> {
+        bounded_dataset(f, name, name)?
+            .read_raw::<i64>()
+            .map_err(|_| format!("unreadable dataset '{name}'"))
+    };
+    let (plain, he) = (ints("plain_pred")?, ints("he_pred")?);
+    let differ: Vec<usize> = (0..plain.len().min(he.len()))
+        .filter(|&i| plain[i] != he[i])
+        .collect();
+    if differ.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (index, label) = (ints("index")?, ints("label")?);
+    let errors = bounded_dataset(f, "max_abs_error", "max_abs_error")?
+        .read_raw::<f64>()
+        .map_err(|_| "unreadable dataset 'max_abs_error'".to_string())?;
+    let logits = bounded_dataset(f, "plain_logits", "plain_logits")?
+        .read_2d::<f64>()
+        .map_err(|_| "unreadable dataset 'plain_logits'".to_string())?;
+    if [index.len(), label.len(), errors.len(), logits.nrows()] != [plain.len(); 4] {
+        return Err("the per-image datasets differ in length".into());
+    }
+    Ok(differ
+        .into_iter()
+        .map(|i| {
+            let row: Vec<f64> = logits.row(i).to_vec();
+            Disagreement {
+                index: index[i],
+                label: label[i],
+                plain_pred: plain[i],
+                he_pred: he[i],
+                margin: crate::model::plain::margin(&row),
+                error: errors[i],
+                largest_logit: row.iter().fold(0.0, |m, v| v.abs().max(m)),
+            }
+        })
+        .collect())
 }
 
 /// A tally read one counted operation at a time.

@@ -158,12 +158,90 @@ pub fn markdown(rows: &[Row]) -> String {
            trained weights.\n\n";
     md += "## Results\n\n";
     md += &results_table(rows);
+    md += "\n## Images whose encrypted prediction differs from the plain one\n\n";
+    md += &disagreements(rows);
+    md += "\n## Which build made each file\n\n";
+    md += &builds(rows);
     md += "\n## In the shape of the paper's tables\n\n";
     md += &grids(rows);
     md += "\n## Fig. 5.1: accuracy against latency\n\n![Fig. 5.1](fig-5-1.svg)\n\n";
     md += "\n## Per layer\n\n";
     for row in rows {
         md += &layers(row);
+    }
+    md
+}
+
+/// Every image whose HE prediction is not the plain one, with its plain margin, its logit
+/// error and what explains it.
+fn disagreements(rows: &[Row]) -> String {
+    let images: usize = rows.iter().map(|r| r.entry.summary.images).sum();
+    let listed: usize = rows.iter().map(|r| r.entry.disagreements.len()).sum();
+    if listed == 0 {
+        return format!(
+            "None: in all {} files, every one of the {} encrypted predictions equals the plain \
+             one.\n",
+            rows.len(),
+            thousands(images as u64)
+        );
+    }
+    let mut md = format!(
+        "{listed} of {} images, each explained where the margin between its two largest plain \
+         logits is within twice its logit error, or where a plain logit is beyond the range \
+         the modulus chain decrypts.\n\n",
+        thousands(images as u64)
+    );
+    md += &md_header(
+        &[
+            "file",
+            "image",
+            "label",
+            "plain",
+            "HE",
+            "plain margin",
+            "logit error",
+            "why",
+        ]
+        .map(String::from),
+    );
+    for row in rows {
+        let range = super::evidence::logit_range(&row.entry);
+        for d in &row.entry.disagreements {
+            md += &md_row(&[
+                row.entry.path.display().to_string(),
+                d.index.to_string(),
+                d.label.to_string(),
+                d.plain_pred.to_string(),
+                d.he_pred.to_string(),
+                format!("{:.2e}", d.margin),
+                format!("{:.2e}", d.error),
+                super::evidence::explain(d, range),
+            ]);
+        }
+    }
+    md
+}
+
+/// Each file's hejob version and build, and whether this build still plans what it measured.
+fn builds(rows: &[Row]) -> String {
+    let mut md = String::from(
+        "A file is evidence for this build while this build plans its model to the same \
+         parameters and operation counts (planned again from the model file its job named).\n\n",
+    );
+    md += &md_header(&["file", "hejob", "build", "this build's plan"].map(String::from));
+    for row in rows {
+        let e = &row.entry;
+        let standing = match super::evidence::standing(e) {
+            super::evidence::Standing::Current => "the same".to_string(),
+            super::evidence::Standing::Differs(what) => format!("differs: {what}"),
+            super::evidence::Standing::Unchecked(why) => format!("not checked: {why}"),
+        };
+        md += &md_row(&[
+            e.path.display().to_string(),
+            e.version.clone(),
+            e.build.clone().unwrap_or_else(|| "not recorded".into()),
+            standing,
+        ]);
     }
     md
 }
