@@ -80,6 +80,13 @@ pub enum Command {
     /// Classify test images encrypted (client encrypts, server evaluates, client decrypts)
     /// and compare each with the plaintext reference.
     Infer(InferArgs),
+    /// Private mode's key folders: the secret key stays on the machine that made it.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Private mode, on the key owner's machine: encrypt test images with the secret key, laid
+    /// out as the keys' packing reads them, into a file for the cluster (ciphertexts and the
+    /// images' indices; never pixels or labels).
+    Encrypt(EncryptArgs),
     /// (Internal) read an HDF5 file as a model, a result or an output, in a child process that
     /// may crash on a damaged file without taking the command down.
     #[command(name = "probe-hdf5", hide = true)]
@@ -152,9 +159,9 @@ pub struct EvalArgs {
     pub logits: bool,
 }
 
-/// The arguments of `hejob plan`.
+/// A model and how it is to be evaluated encrypted: what a plan is made for.
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {
+pub struct PlanTarget {
     #[arg(long)]
     pub model: PathBuf,
     /// channel (the paper's channel-wise method), channel-fast (channel-wise with many
@@ -163,6 +170,13 @@ pub struct PlanArgs {
     pub packing: PackingId,
     #[command(flatten)]
     pub precision: Precision,
+}
+
+/// The arguments of `hejob plan`.
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub target: PlanTarget,
     #[arg(long)]
     pub json: bool,
 }
@@ -387,6 +401,52 @@ pub struct NetArgs {
     /// MNIST 40, 32; CIFAR-10 58, 52, 45).
     #[arg(long)]
     pub conv2_channels: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Plan a model and write a key folder for it: DIR/secret.key (mode 0600, the only file
+    /// with the secret), DIR/public.key, DIR/evaluation.keys and DIR/plan.json. Copy all but
+    /// secret.key to the cluster.
+    New(KeysNewArgs),
+}
+
+/// The arguments of `hejob keys new`.
+#[derive(Debug, clap::Args)]
+pub struct KeysNewArgs {
+    /// The model and the packing the cluster will evaluate with (see `hejob plan`).
+    #[command(flatten)]
+    pub target: PlanTarget,
+    /// The key folder: a new or empty folder (never written over).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// The arguments of `hejob encrypt`.
+#[derive(Debug, clap::Args)]
+pub struct EncryptArgs {
+    /// The key folder (`hejob keys new`); its secret key is read.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// The dataset of the test images: must be the model's.
+    #[arg(long, value_parser = one_of(&Dataset::ALL, Dataset::name))]
+    pub dataset: Dataset,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The model the keys were made for, where it is not where `keys new` read it.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Encrypt test images offset..offset+limit (default: all from offset on).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Encrypt these test images instead (comma-separated indices).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["limit", "offset"])]
+    pub images: Vec<usize>,
+    /// The encrypted inputs file (HDF5): a new file, never written over.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,6 +14,8 @@ pub enum Error {
     #[error(transparent)]
     Job(#[from] crate::job::JobError),
     #[error(transparent)]
+    Keys(#[from] crate::private::KeysError),
+    #[error(transparent)]
     Data(#[from] crate::data::DataError),
     #[cfg(feature = "train")]
     #[error(transparent)]

@@ -14,6 +14,7 @@ pub mod job;
 pub mod model;
 mod place;
 mod pool;
+pub mod private;
 pub mod report;
 pub mod seal;
 pub mod sys;

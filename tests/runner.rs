@@ -4,38 +4,15 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{conv, dense, named, Rng};
 use hejob::data::Dataset;
-use hejob::model::{file, Activation, LayerKind, Model, Preprocess};
-
-/// A small MNIST network that plans at N=8192 (about half a second per image channel-wise).
-fn tiny_model(dir: &Path) -> PathBuf {
-    let mut r = Rng(5);
-    let model = Model {
-        dataset: Dataset::Mnist,
-        input: Dataset::Mnist.shape(),
-        classes: Dataset::Mnist.classes(),
-        preprocess: Preprocess::standard(Dataset::Mnist),
-        layers: named(vec![
-            conv(&mut r, 1, 2, 5, 2, 0),
-            LayerKind::Activation(Activation::Poly(vec![0.0, 0.0, 1.0]), "square".into()),
-            LayerKind::Flatten,
-            dense(&mut r, 288, 10),
-        ]),
-        provenance: BTreeMap::from([("weights".into(), "random, for runner tests".into())]),
-    };
-    let path = dir.join("tiny.h5");
-    file::save(&model, &path).unwrap();
-    path
-}
+use hejob::model::file;
 
 fn job(dir: &Path, extra: &str) -> PathBuf {
-    let model = tiny_model(dir);
+    let model = common::tiny_model(dir);
     let text = format!(
         "model = {:?}\ndataset = \"mnist\"\ndata_dir = {:?}\npacking = \"channel\"\noutput = {:?}\n{extra}",
         model,

@@ -355,6 +355,81 @@ fn keys_and_ciphertexts_round_trip_through_bytes() {
 }
 
 #[test]
+fn a_saved_secret_key_decrypts_and_seeded_uploads_and_keys_are_half_the_bytes() {
+    let s = small();
+    let scale = s.ctx.params().scale();
+    let a = input(4096, 11);
+
+    // the secret key, saved and loaded, decrypts what the public key encrypted
+    let secret = s.client.secret_key_bytes().unwrap();
+    let again = Client::from_secret_bytes(s.ctx.clone(), &secret).unwrap();
+    let ct = s.client.encrypt(&a, 2, scale).unwrap();
+    assert_close(&again.decrypt(&ct).unwrap(), &a, TOL);
+    // and another owner's key does not
+    let stranger = Client::new(s.ctx.clone()).unwrap();
+    let wrong = stranger.decrypt(&ct).unwrap();
+    assert!(
+        wrong.iter().zip(&a).any(|(w, x)| (w - x).abs() > 1.0),
+        "another secret key decrypted the ciphertext"
+    );
+
+    // seeded symmetric encryption: the second polynomial travels as its seed
+    let full = ct.to_bytes().unwrap().len();
+    let seeded = again
+        .encrypt_seeded(&a, 2, scale)
+        .unwrap()
+        .to_bytes()
+        .unwrap();
+    assert!(
+        (seeded.len() as f64) < 0.55 * full as f64,
+        "seeded {} bytes against {full}",
+        seeded.len()
+    );
+    // the evaluating side loads it (SEAL grows the seed back), computes, and the owner decrypts
+    let back = Ciphertext::from_bytes(&s.ctx, &seeded).unwrap();
+    assert_eq!(back.level(), 2);
+    let doubled = s.ev.add(&back, &back).unwrap();
+    let want: Vec<f64> = a.iter().map(|x| 2.0 * x).collect();
+    assert_close(&s.client.decrypt(&doubled).unwrap(), &want, TOL);
+
+    // evaluation keys made to be sent: about half the bytes, and full keys once loaded
+    let full: usize = s
+        .client
+        .evaluation_keys(&[3], true)
+        .unwrap()
+        .pieces()
+        .map(|p| p.unwrap().len())
+        .sum();
+    let sent: Vec<Vec<u8>> = s
+        .client
+        .evaluation_keys_to_send(&[3], true)
+        .unwrap()
+        .pieces()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let bytes: usize = sent.iter().map(Vec::len).sum();
+    assert!(
+        (bytes as f64) < 0.55 * full as f64,
+        "keys to send {bytes} bytes against {full}"
+    );
+    let mut pieces = sent.into_iter();
+    let keys =
+        EvaluationKeys::from_pieces(&s.ctx, || Ok::<_, SealError>(pieces.next().unwrap())).unwrap();
+    let ev = Evaluator::new(s.ctx.clone(), keys).unwrap();
+    let rotated = ev.rotate(&back, 3).unwrap();
+    let want: Vec<f64> = (0..4096).map(|i| a[(i + 3) % 4096]).collect();
+    assert_close(&s.client.decrypt(&rotated).unwrap(), &want, TOL);
+
+    // a damaged or foreign secret key is a clean error
+    let err = Client::from_secret_bytes(s.ctx.clone(), &secret[..secret.len() / 2])
+        .err()
+        .unwrap();
+    assert!(matches!(err, SealError::Malformed { .. }), "{err}");
+    let other = Context::new(&params(8192, &[60, 40, 60], 40)).unwrap();
+    assert!(Client::from_secret_bytes(other, &secret).is_err());
+}
+
+#[test]
 fn keys_of_many_steps_travel_in_pieces_of_a_few_sets() {
     let s = small();
     // 20 steps: Galois keys in sets of 8, 8 and 4, after a head and the relinearization keys

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::cli::InferArgs;
 use crate::data;
-use crate::error::{Error, UsageError};
+use crate::error::Error;
 use crate::he::infer::Session;
 use crate::model::file;
 
@@ -15,27 +15,7 @@ pub fn run(a: InferArgs) -> Result<(), Error> {
     let images = m
         .dataset
         .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
-    let indices: Vec<usize> = if a.images.is_empty() {
-        let end = a.offset.checked_add(a.limit).filter(|&e| e <= images.len());
-        let Some(end) = end else {
-            return Err(UsageError::Range {
-                offset: a.offset,
-                limit: a.limit,
-                available: images.len(),
-            }
-            .into());
-        };
-        (a.offset..end).collect()
-    } else {
-        a.images
-    };
-    if let Some(&index) = indices.iter().find(|&&i| i >= images.len()) {
-        return Err(UsageError::Image {
-            index,
-            available: images.len(),
-        }
-        .into());
-    }
+    let indices = super::select_images(images.len(), a.offset, Some(a.limit), a.images)?;
     let session = Session::new(m, a.packing, a.precision.scale_bits)?;
     let (records, evals) = session.classify(&images, &indices)?;
     if a.json {

@@ -4,10 +4,12 @@
 
 mod bench;
 mod datasets;
+mod encrypt;
 mod eval;
 mod fit;
 mod infer;
 mod isolate;
+mod keys;
 mod model;
 mod plan;
 mod recalibrate;
@@ -58,7 +60,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             eval::run(a)
         }
         Command::Plan(a) => {
-            isolate::probe(ProbeKind::Model, &a.model)?;
+            isolate::probe(ProbeKind::Model, &a.target.model)?;
             plan::run(a)
         }
         Command::Report(a) => {
@@ -77,6 +79,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             isolate::probe(ProbeKind::Model, &a.model)?;
             infer::run(a)
         }
+        Command::Keys(c) => keys::run(c),
+        Command::Encrypt(a) => encrypt::run(a),
         Command::Recalibrate(a) => {
             isolate::probe(ProbeKind::Model, &a.model)?;
             isolate::probe(ProbeKind::Output, &a.out)?;
@@ -105,5 +109,30 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             crate::train::command::retrain(&a.model, &a.out, a.epochs, &options)?;
             Ok(())
         }
+    }
+}
+
+/// Test images `offset..offset + limit` (`None`: to the end) of a test set of `available`, or
+/// exactly `images` where given; every index checked.
+fn select_images(
+    available: usize,
+    offset: usize,
+    limit: Option<usize>,
+    images: Vec<usize>,
+) -> Result<Vec<usize>, UsageError> {
+    if !images.is_empty() {
+        if let Some(&index) = images.iter().find(|&&i| i >= available) {
+            return Err(UsageError::Image { index, available });
+        }
+        return Ok(images);
+    }
+    let limit = limit.unwrap_or(available.saturating_sub(offset));
+    match offset.checked_add(limit).filter(|&e| e <= available) {
+        Some(end) => Ok((offset..end).collect()),
+        None => Err(UsageError::Range {
+            offset,
+            limit,
+            available,
+        }),
     }
 }

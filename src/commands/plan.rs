@@ -8,9 +8,10 @@ use crate::Error;
 
 /// Plans and prints (a table, or the plan as JSON).
 pub fn run(a: PlanArgs) -> Result<(), Error> {
-    let m = file::load(&a.model)?;
+    let t = &a.target;
+    let m = file::load(&t.model)?;
     let net = Network::from_model(&m)?;
-    let p = plan::plan(a.packing, &net, a.precision.scale_bits)?;
+    let p = plan::plan(t.packing, &net, t.precision.scale_bits)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {

@@ -179,14 +179,25 @@ impl Owner {
     ) -> Result<(Self, EvaluationKeys), HeError> {
         let client = Client::new(Context::new(&plan.params)?)?;
         let keys = client.evaluation_keys(&plan.rotation_steps, true)?;
-        let owner = Self {
+        Ok((Self::with_client(model, net, packing, plan, client), keys))
+    }
+
+    /// The owner of an existing key pair (private mode: the secret key read from its file),
+    /// made for `plan`.
+    pub fn with_client(
+        model: Model,
+        net: Network,
+        packing: PackingId,
+        plan: Plan,
+        client: Client,
+    ) -> Self {
+        Self {
             model,
             net,
             plan,
             packing,
             client,
-        };
-        Ok((owner, keys))
+        }
     }
 
     /// The CKKS context of the keys.
@@ -341,11 +352,17 @@ impl Worker {
                 .collect();
             packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?
         };
+        self.evaluate(run.to_vec(), cts)
+    }
+
+    /// One run of ciphertexts someone else encrypted (private mode), as the packing lays out
+    /// the test images `run`: evaluate (timed).
+    pub fn evaluate(&self, run: Vec<usize>, cts: Vec<Ciphertext>) -> Result<RunOutput, HeError> {
         let start = Instant::now();
         let (outputs, evaluation) =
             packing::evaluate_run(&self.evaluator, &self.store, self.packing, &self.net, cts)?;
         Ok(RunOutput {
-            images: run.to_vec(),
+            images: run,
             outputs,
             evaluation,
             latency_s: start.elapsed().as_secs_f64(),

@@ -118,3 +118,15 @@ impl Ciphertext {
         Ok(ct)
     }
 }
+
+/// A ciphertext encrypted with the secret key whose second polynomial SEAL stores as the seed
+/// it grows from: about half the bytes of a public-key ciphertext, and good only for sending.
+/// SEAL expands the seed when the bytes are loaded ([`Ciphertext::from_bytes`]).
+pub struct SeededCiphertext(pub(crate) Ciphertext);
+
+impl SeededCiphertext {
+    /// SEAL's serialization: the first polynomial and the seed (zstd-compressed).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        self.0.to_bytes()
+    }
+}

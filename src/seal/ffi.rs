@@ -68,6 +68,11 @@ unsafe extern "C" {
     pub fn ContextData_ChainIndex(thisptr: *mut c_void, index: *mut u64) -> HResult;
 
     pub fn KeyGenerator_Create1(context: *mut c_void, keygen: *mut *mut c_void) -> HResult;
+    pub fn KeyGenerator_Create2(
+        context: *mut c_void,
+        secret_key: *mut c_void,
+        keygen: *mut *mut c_void,
+    ) -> HResult;
     pub fn KeyGenerator_Destroy(thisptr: *mut c_void) -> HResult;
     pub fn KeyGenerator_CreatePublicKey(
         thisptr: *mut c_void,
@@ -88,6 +93,22 @@ unsafe extern "C" {
     ) -> HResult;
     pub fn KeyGenerator_SecretKey(thisptr: *mut c_void, secret_key: *mut *mut c_void) -> HResult;
     pub fn SecretKey_Destroy(thisptr: *mut c_void) -> HResult;
+    pub fn SecretKey_Create1(secret_key: *mut *mut c_void) -> HResult;
+    pub fn SecretKey_SaveSize(thisptr: *mut c_void, compr_mode: u8, result: *mut i64) -> HResult;
+    pub fn SecretKey_Save(
+        thisptr: *mut c_void,
+        outptr: *mut u8,
+        size: u64,
+        compr_mode: u8,
+        out_bytes: *mut i64,
+    ) -> HResult;
+    pub fn SecretKey_Load(
+        thisptr: *mut c_void,
+        context: *mut c_void,
+        inptr: *mut u8,
+        size: u64,
+        in_bytes: *mut i64,
+    ) -> HResult;
     pub fn PublicKey_Create1(public_key: *mut *mut c_void) -> HResult;
     pub fn PublicKey_Destroy(thisptr: *mut c_void) -> HResult;
     pub fn PublicKey_SaveSize(thisptr: *mut c_void, compr_mode: u8, result: *mut i64) -> HResult;
@@ -193,6 +214,13 @@ unsafe extern "C" {
         encryptor: *mut *mut c_void,
     ) -> HResult;
     pub fn Encryptor_Destroy(thisptr: *mut c_void) -> HResult;
+    pub fn Encryptor_EncryptSymmetric(
+        thisptr: *mut c_void,
+        plaintext: *mut c_void,
+        save_seed: bool,
+        destination: *mut c_void,
+        pool: *mut c_void,
+    ) -> HResult;
     pub fn Encryptor_Encrypt(
         thisptr: *mut c_void,
         plaintext: *mut c_void,

@@ -294,3 +294,14 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+/// Evaluation keys whose second halves are seeds: about half the bytes, good only for sending.
+/// Loading their pieces ([`EvaluationKeys::from_pieces`]) gives full keys.
+pub struct SeededKeys(pub(crate) EvaluationKeys);
+
+impl SeededKeys {
+    /// The keys as [`EvaluationKeys::pieces`], serialized one at a time.
+    pub fn pieces(&self) -> impl Iterator<Item = Result<Vec<u8>>> + '_ {
+        self.0.pieces()
+    }
+}

@@ -31,13 +31,13 @@ pub mod keys;
 pub mod raw;
 
 pub use alloc::global_pool_bytes;
-pub use ciphertext::Ciphertext;
+pub use ciphertext::{Ciphertext, SeededCiphertext};
 pub use client::Client;
 pub use context::{CkksParams, Context};
 pub use encoder::{Encoder, Plaintext};
 pub use encryptor::{Encryptor, PublicKey};
 pub use evaluator::Evaluator;
-pub use keys::EvaluationKeys;
+pub use keys::{EvaluationKeys, SeededKeys};
 pub use raw::RawCiphertext;
 
 /// Everything that can go wrong in the CKKS engine, each naming the operation.

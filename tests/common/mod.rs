@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hejob::model::{BatchNorm, Conv, Dense, Layer, LayerKind};
 
@@ -120,4 +120,30 @@ pub fn named(kinds: Vec<LayerKind>) -> Vec<Layer> {
         .enumerate()
         .map(|(i, k)| Layer::new(format!("l{i}"), k))
         .collect()
+}
+
+/// A small MNIST network that plans at N=8192 (about half a second per image channel-wise).
+pub fn tiny_model(dir: &Path) -> PathBuf {
+    let mut r = Rng(5);
+    use hejob::data::Dataset;
+    use hejob::model::{file, Activation, Model, Preprocess};
+    let model = Model {
+        dataset: Dataset::Mnist,
+        input: Dataset::Mnist.shape(),
+        classes: Dataset::Mnist.classes(),
+        preprocess: Preprocess::standard(Dataset::Mnist),
+        layers: named(vec![
+            conv(&mut r, 1, 2, 5, 2, 0),
+            LayerKind::Activation(Activation::Poly(vec![0.0, 0.0, 1.0]), "square".into()),
+            LayerKind::Flatten,
+            dense(&mut r, 288, 10),
+        ]),
+        provenance: std::collections::BTreeMap::from([(
+            "weights".into(),
+            "random, for runner tests".into(),
+        )]),
+    };
+    let path = dir.join("tiny.h5");
+    file::save(&model, &path).unwrap();
+    path
 }

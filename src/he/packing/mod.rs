@@ -22,7 +22,7 @@ use super::counts::{OpCounts, OpTally};
 use super::exec::{Backend, Exec, Prepare, Real, Store};
 use super::{HeError, Network};
 use crate::model::Dense;
-use crate::seal::{Ciphertext, Client, Encryptor, Evaluator, Plaintext};
+use crate::seal::{Ciphertext, Client, Context, Encryptor, Evaluator, Plaintext};
 
 /// A way of packing images into ciphertexts and evaluating a network on them.
 pub trait Packing: Sync {
@@ -255,7 +255,24 @@ pub fn encrypt_run(
     net: &Network,
     images: &[Vec<f64>],
 ) -> Result<Vec<Ciphertext>, HeError> {
-    let ctx = encryptor.context();
+    encrypt_run_with(
+        encryptor.context(),
+        packing,
+        net,
+        images,
+        |v, level, scale| encryptor.encrypt(v, level, scale),
+    )
+}
+
+/// Client side: lays the images of one run out as the packing's input vectors and encrypts
+/// each at the top level with `encrypt` (values, level, scale), in parallel.
+pub fn encrypt_run_with<C: Send>(
+    ctx: &Context,
+    packing: PackingId,
+    net: &Network,
+    images: &[Vec<f64>],
+    encrypt: impl Fn(&[f64], usize, f64) -> Result<C, crate::seal::SealError> + Sync,
+) -> Result<Vec<C>, HeError> {
     let capacity = packing.images_per_run(ctx.slots());
     if images.len() > capacity {
         return Err(HeError::TooManyImages(images.len(), capacity));
@@ -266,7 +283,7 @@ pub fn encrypt_run(
     packing
         .input_vectors(net, ctx.slots(), images)
         .par_iter()
-        .map(|v| Ok(encryptor.encrypt(v, top, scale)?))
+        .map(|v| Ok(encrypt(v, top, scale)?))
         .collect()
 }
 

@@ -1,0 +1,251 @@
+//! Private mode's files on real SEAL keys and ciphertexts: `hejob keys new` and `hejob encrypt`
+//! on the key owner's side, the evaluating side with a key folder whose secret key is gone, and
+//! the owner decrypting what it evaluated: the same predictions as measuring mode.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use hejob::he::infer::{Owner, Session, Worker};
+use hejob::he::packing::PackingId;
+use hejob::he::{plan, Network};
+use hejob::model::file;
+use hejob::private::inputs::Inputs;
+use hejob::private::{OwnerKeys, ServerKeys};
+
+fn model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist/3layer-swish-rg7-deg4.h5")
+}
+
+/// Runs hejob; returns (success, stdout, stderr).
+fn hejob(args: &[&str]) -> (bool, String, String) {
+    let o = common::hejob_command()
+        .args(args)
+        .env("HEJOB_DATASETS", common::datasets_dir())
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).trim().to_string(),
+    )
+}
+
+fn keys_new(dir: &Path, model: &Path, packing: &str) {
+    let (ok, out, err) = hejob(&[
+        "keys",
+        "new",
+        "--model",
+        model.to_str().unwrap(),
+        "--packing",
+        packing,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("key id"), "{out}");
+}
+
+/// A one-line error naming `names`.
+fn refused(args: &[&str], names: &str, says: &str) {
+    let (ok, _, err) = hejob(args);
+    assert!(!ok, "{args:?} succeeded");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(names) && err.contains(says), "{err}");
+}
+
+#[test]
+fn encrypted_inputs_evaluated_without_the_secret_key_decrypt_to_measuring_modes_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    keys_new(&keys, &model_path(), "channel-fast-x4");
+    let mode = |name: &str| {
+        std::fs::metadata(keys.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("secret.key"), 0o600);
+    assert_eq!(mode(""), 0o700);
+
+    let inputs = dir.path().join("inputs.h5");
+    let (ok, out, err) = hejob(&[
+        "encrypt",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--images",
+        "3,14,15,92,65",
+        "--out",
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("5 images in 2 runs of channel-fast-x4"),
+        "{out}"
+    );
+
+    // the upload: indices, never pixels or labels; seeded ciphertexts of half a full one's size
+    let file = hdf5::File::open(&inputs).unwrap();
+    let mut names = file.member_names().unwrap();
+    names.sort();
+    assert_eq!(names, ["ciphertexts", "index", "run_images"]);
+    drop(file);
+    let uploaded = Inputs::open(&inputs).unwrap();
+    assert_eq!(uploaded.head.index, [3, 14, 15, 92, 65]);
+    assert_eq!(uploaded.head.run_images, [4, 1]);
+
+    // the evaluating side: the secret key is not in the folder at all
+    let away = dir.path().join("away");
+    std::fs::create_dir(&away).unwrap();
+    std::fs::rename(keys.join("secret.key"), away.join("secret.key")).unwrap();
+    let server = ServerKeys::open(&keys).unwrap();
+    uploaded.check(&server.manifest).unwrap();
+    let model = file::load(&model_path()).unwrap();
+    let net = Network::from_model(&model).unwrap();
+    let packing: PackingId = "channel-fast-x4".parse().unwrap();
+    let worker = Worker::new(
+        model.clone(),
+        net.clone(),
+        packing,
+        server.context.clone(),
+        &server.public,
+        server.evaluation,
+    )
+    .unwrap();
+    let outputs: Vec<_> = (0..2)
+        .map(|r| {
+            let (images, cts) = uploaded.run(&server.context, r).unwrap();
+            worker.evaluate(images, cts).unwrap()
+        })
+        .collect();
+    assert!(
+        OwnerKeys::open(&keys).is_err(),
+        "opened a missing secret key"
+    );
+
+    // the key owner decrypts, beside measuring mode on the same images
+    std::fs::rename(away.join("secret.key"), keys.join("secret.key")).unwrap();
+    let owner_keys = OwnerKeys::open(&keys).unwrap();
+    let plan = plan::plan(packing, &net, None).unwrap();
+    let tolerance = plan.logit_tolerance;
+    let owner = Owner::with_client(model.clone(), net, packing, plan, owner_keys.client);
+    let images = model.dataset.load_test(&common::datasets_dir()).unwrap();
+    let private: Vec<_> = outputs
+        .iter()
+        .flat_map(|o| owner.records(&images, o).unwrap())
+        .collect();
+    let session = Session::new(model, packing, None).unwrap();
+    let (measured, _) = session.classify(&images, &[3, 14, 15, 92, 65]).unwrap();
+    assert_eq!(private.len(), 5);
+    for (p, m) in private.iter().zip(&measured) {
+        assert_eq!((p.index, p.label), (m.index, m.label));
+        assert_eq!(p.plain_logits, m.plain_logits);
+        assert_eq!(p.he_pred, m.he_pred, "image {}", p.index);
+        assert!(
+            p.max_abs_error <= tolerance,
+            "image {}: error {:.2e} beyond the plan's {tolerance:.2e}",
+            p.index,
+            p.max_abs_error
+        );
+    }
+}
+
+#[test]
+fn key_folders_and_uploads_refuse_what_was_not_made_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // a small network: keys and uploads of a few megabytes
+    let model = common::tiny_model(dir.path());
+    let m = model.to_str().unwrap();
+    let keys = dir.path().join("keys");
+    keys_new(&keys, &model, "channel-fast");
+    let k = keys.to_str().unwrap();
+
+    // a folder is never written over
+    refused(
+        &[
+            "keys",
+            "new",
+            "--model",
+            m,
+            "--packing",
+            "channel-fast",
+            "--out",
+            k,
+        ],
+        k,
+        "exists and is not empty",
+    );
+    // a secret key others may read
+    let secret = keys.join("secret.key");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = dir.path().join("in.h5");
+    let o = out.to_str().unwrap();
+    let encrypt = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["encrypt", "--keys", k, "--out", o, "--limit", "2"];
+        args.extend(extra);
+        args.into_iter().map(String::from).collect()
+    };
+    let args = encrypt(&["--dataset", "mnist"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(
+        &args,
+        "secret.key",
+        "others may read the secret key (mode 644)",
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    // another dataset than the model's
+    let args = encrypt(&["--dataset", "cifar10"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&args, m, "a mnist model, not a cifar10 one");
+    // another model than the keys were made for
+    let other = dir.path().join("other.h5");
+    let mut changed = file::load(&model).unwrap();
+    changed.preprocess.mean[0] += 0.5;
+    file::save(&changed, &other).unwrap();
+    let args = encrypt(&["--dataset", "mnist", "--model", other.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&args, "other.h5", "the keys were made for another model");
+    assert!(!out.exists());
+
+    // inputs made with one folder's keys are refused by another folder's
+    let args = encrypt(&["--dataset", "mnist"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, _, err) = hejob(&args);
+    assert!(ok, "{err}");
+    refused(&args, o, "exists: hejob encrypt never writes over a file");
+    let second = dir.path().join("second");
+    keys_new(&second, &model, "channel-fast");
+    let theirs = ServerKeys::open(&second).unwrap();
+    let err = Inputs::open(&out)
+        .unwrap()
+        .check(&theirs.manifest)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("made with other keys"), "{err}");
+
+    // a key file of another folder, a cut one, and a file that is no key file
+    std::fs::copy(second.join("public.key"), keys.join("public.key")).unwrap();
+    let err = ServerKeys::open(&keys).err().unwrap().to_string();
+    assert!(
+        err.contains("public.key") && err.contains("belongs to key pair"),
+        "{err}"
+    );
+    let bytes = std::fs::read(second.join("evaluation.keys")).unwrap();
+    std::fs::write(
+        second.join("evaluation.keys"),
+        &bytes[..bytes.len() * 2 / 3],
+    )
+    .unwrap();
+    let err = ServerKeys::open(&second).err().unwrap().to_string();
+    assert!(err.contains("evaluation.keys"), "{err}");
+    std::fs::write(second.join("secret.key"), b"not a key").unwrap();
+    let err = OwnerKeys::open(&second).err().unwrap().to_string();
+    assert!(
+        err.contains("secret.key") && err.contains("cut short"),
+        "{err}"
+    );
+}
