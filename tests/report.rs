@@ -370,8 +370,15 @@ fn report_has_the_expected_rows_numbers_and_figures() {
     ] {
         assert!(svg.contains(text), "the plot lacks {text:?}");
     }
-    // channel-wise rows are plotted, so the batch-axis one is not
-    assert!(!svg.contains("square, batch"));
+    // batch-axis lines too, in the dataset's panel; the paper's channel-wise line once for
+    // both of our channel-wise files of an activation
+    assert!(svg.contains("mnist square, batch"));
+    assert!(svg.contains("\nMNIST\n"), "no MNIST panel");
+    assert_eq!(
+        svg.matches("paper: mnist swish-rg7-deg4, channel (72 threads)")
+            .count(),
+        1
+    );
     let png = std::fs::read(out.join("fig-5-1.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "PNG of {} bytes", png.len());

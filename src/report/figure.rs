@@ -1,5 +1,6 @@
 //! Fig. 5.1: encrypted accuracy against latency with the pruning ratio varying along each
-//! line, one line per dataset, activation and packing, drawn as SVG and PNG with plotters.
+//! line, one panel per dataset and one line per activation and packing (the paper's dashed
+//! beside ours), drawn as SVG and PNG with plotters.
 
 use std::path::{Path, PathBuf};
 
@@ -9,10 +10,11 @@ use plotters::prelude::*;
 use super::{ReportError, Row};
 use crate::he::packing::PackingId;
 
-const SIZE: (u32, u32) = (960, 640);
+/// The size of one dataset's panel.
+const PANEL: (u32, u32) = (960, 640);
 const FONT: &str = "sans-serif";
-/// Line colours, one per dataset × activation × packing, readable on white.
-const COLORS: [RGBColor; 8] = [
+/// Line colours, one per activation × packing in a panel, readable on white.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -21,6 +23,8 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(23, 190, 207),
     RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(227, 119, 194),
 ];
 
 /// A point: latency in seconds, accuracy in percent, and its label.
@@ -47,15 +51,29 @@ fn label(row: &Row) -> String {
     }
 }
 
-/// Our lines (channel-wise rows, as Fig. 5.1, or every row when there is none) and the paper's
-/// line beside each where it measured the same networks.
-fn series(rows: &[Row]) -> Vec<Series> {
-    let channel = rows.iter().any(|r| r.entry.packing.is_channel_wise());
+/// One panel per dataset: our line for each activation and packing (channel-wise and
+/// batch-axis alike), and the paper's beside each where it measured the same networks.
+fn panels(rows: &[Row]) -> Vec<(String, Vec<Series>)> {
     let shown: Vec<&Row> = rows
         .iter()
-        .filter(|r| !channel || r.entry.packing.is_channel_wise())
         .filter(|r| r.entry.summary.mean_latency_s > 0.0)
         .collect();
+    let mut datasets: Vec<String> = shown.iter().map(|r| r.dataset()).collect();
+    // the paper's order: MNIST, then CIFAR-10
+    datasets.sort_by(|a, b| b.cmp(a));
+    datasets.dedup();
+    datasets
+        .into_iter()
+        .map(|d| {
+            let of: Vec<&Row> = shown.iter().filter(|r| r.dataset() == d).copied().collect();
+            let lines = series(&of);
+            (d, lines)
+        })
+        .collect()
+}
+
+/// The lines of one dataset's rows.
+fn series(shown: &[&Row]) -> Vec<Series> {
     let mut keys: Vec<(String, String, PackingId)> = shown
         .iter()
         .map(|r| (r.dataset(), r.activation.clone(), r.entry.packing))
@@ -63,6 +81,9 @@ fn series(rows: &[Row]) -> Vec<Series> {
     keys.sort();
     keys.dedup();
     let mut out = Vec::new();
+    // the paper measured channel-wise and batch-axis: one dashed line each, beside the first
+    // of our packings of that kind
+    let mut paper_drawn = std::collections::BTreeSet::new();
     for (color, (dataset, activation, packing)) in keys.into_iter().enumerate() {
         let mut of: Vec<&Row> = shown
             .iter()
@@ -90,9 +111,14 @@ fn series(rows: &[Row]) -> Vec<Series> {
             })
             .collect();
         let name = format!("{dataset} {activation}, {packing}");
-        if !paper.is_empty() {
+        let kind = if packing.is_channel_wise() {
+            "channel"
+        } else {
+            "batch"
+        };
+        if !paper.is_empty() && paper_drawn.insert((activation.clone(), kind)) {
             out.push(Series {
-                name: format!("paper: {name} (72 threads)"),
+                name: format!("paper: {dataset} {activation}, {kind} (72 threads)"),
                 points: paper,
                 paper: true,
                 color,
@@ -110,16 +136,38 @@ fn series(rows: &[Row]) -> Vec<Series> {
 
 /// Draws the plot as `out/fig-5-1.svg` and `out/fig-5-1.png`.
 pub fn draw(rows: &[Row], out: &Path) -> Result<Vec<PathBuf>, ReportError> {
-    let lines = series(rows);
+    let panels = panels(rows);
+    let size = (PANEL.0 * panels.len().max(1) as u32, PANEL.1);
     let svg = out.join("fig-5-1.svg");
     let png = out.join("fig-5-1.png");
     let fail = |path: &Path, e: String| ReportError::Write {
         path: path.to_path_buf(),
         reason: format!("{e} (the plot needs a TrueType font; Debian: fonts-dejavu-core)"),
     };
-    plot(SVGBackend::new(&svg, SIZE).into_drawing_area(), &lines).map_err(|e| fail(&svg, e))?;
-    plot(BitMapBackend::new(&png, SIZE).into_drawing_area(), &lines).map_err(|e| fail(&png, e))?;
+    figure(SVGBackend::new(&svg, size).into_drawing_area(), &panels).map_err(|e| fail(&svg, e))?;
+    figure(BitMapBackend::new(&png, size).into_drawing_area(), &panels)
+        .map_err(|e| fail(&png, e))?;
     Ok(vec![svg, png])
+}
+
+/// The panels side by side under one title.
+fn figure<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    panels: &[(String, Vec<Series>)],
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    root.fill(&WHITE).map_err(e)?;
+    let body = root
+        .titled(
+            "Encrypted accuracy against latency under channel pruning (Fig. 5.1)",
+            (FONT, 22),
+        )
+        .map_err(e)?;
+    let areas = body.split_evenly((1, panels.len().max(1)));
+    for (area, (dataset, lines)) in areas.into_iter().zip(panels) {
+        plot(area, dataset, lines)?;
+    }
+    root.present().map_err(e)
 }
 
 /// The axis ranges: latency (log scale, padded by a factor) and accuracy (padded, within 0–100).
@@ -142,15 +190,25 @@ fn ranges(lines: &[Series]) -> ((f64, f64), (f64, f64)) {
     )
 }
 
-fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, lines: &[Series]) -> Result<(), String> {
+/// A dataset's name as the paper writes it.
+fn panel_title(dataset: &str) -> &str {
+    match dataset {
+        "mnist" => "MNIST",
+        "cifar10" => "CIFAR-10",
+        other => other,
+    }
+}
+
+/// One dataset's panel.
+fn plot<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    dataset: &str,
+    lines: &[Series],
+) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    root.fill(&WHITE).map_err(e)?;
     let ((x0, x1), (y0, y1)) = ranges(lines);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "Encrypted accuracy against latency under channel pruning (Fig. 5.1)",
-            (FONT, 22),
-        )
+    let mut chart = ChartBuilder::on(&area)
+        .caption(panel_title(dataset), (FONT, 18))
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(64)
@@ -202,11 +260,10 @@ fn plot<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, lines: &[Series]) -> R
     }
     chart
         .configure_series_labels()
-        .label_font((FONT, 13))
+        .label_font((FONT, 12))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
-        .map_err(e)?;
-    root.present().map_err(e)
+        .map_err(e)
 }
