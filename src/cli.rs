@@ -48,7 +48,8 @@ pub enum Command {
     /// Plain (unencrypted) test accuracy of a model on the test set it names.
     Eval(EvalArgs),
     /// Plan encrypted evaluation (depth, parameters, rotation keys, operation counts) without
-    /// encrypting anything.
+    /// encrypting any image; the private-mode upload per image is measured on one ciphertext of
+    /// zeros under a throwaway key.
     Plan(PlanArgs),
     /// Turn result files into the paper's tables (Markdown, CSV), a per-layer breakdown and
     /// Fig. 5.1 (SVG, PNG): DIR/report.md, report.csv, layers.csv, fig-5-1.svg, fig-5-1.png.

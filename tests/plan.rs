@@ -334,6 +334,24 @@ fn plan_command_prints_the_json_contract() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["params"]["poly_modulus_degree"], 16384);
+    // the private-mode upload: one seeded ciphertext of the top level per input, about N
+    // coefficients of the data primes' bits (zstd leaves some of each 64-bit word)
+    let upload = &v["upload"];
+    let per_ct = upload["ciphertext_bytes"].as_u64().unwrap() as f64;
+    let bits: i64 = v["params"]["coeff_modulus_bits"].as_array().unwrap()[..]
+        .split_last()
+        .unwrap()
+        .1
+        .iter()
+        .map(|b| b.as_i64().unwrap())
+        .sum();
+    let packed = 16384.0 * bits as f64 / 8.0;
+    assert!(
+        (packed..1.3 * packed).contains(&per_ct),
+        "{per_ct} bytes per seeded ciphertext, {packed} of coefficients"
+    );
+    let inputs = v["input_ciphertexts"].as_u64().unwrap() as f64;
+    assert_eq!(upload["per_image_bytes"].as_f64().unwrap(), per_ct * inputs);
     assert_eq!(v["params"]["scale_bits"], 40);
     assert!(v["params"]["coeff_modulus_bits"].is_array());
     assert!(v["rotation_steps"].as_array().unwrap().len() > 50);

@@ -10,11 +10,13 @@ use hdf5::types::VarLenArray;
 
 use super::folder::{KeysError, Manifest, OwnerKeys};
 use crate::data::{Dataset, Images};
+use crate::he::exec::level_scales;
 use crate::he::packing::{self, PackingId};
-use crate::he::{plan, Network};
+use crate::he::plan::Plan;
+use crate::he::{plan, HeError, Network};
 use crate::model::file::{read_str, write_str};
 use crate::model::Model;
-use crate::seal::{Ciphertext, Context};
+use crate::seal::{Ciphertext, Client, Context};
 
 const FORMAT: &str = "hejob-inputs";
 const VERSION: u64 = 1;
@@ -32,6 +34,31 @@ pub struct InputsHead {
     /// The number of images in each run.
     pub run_images: Vec<usize>,
     pub ciphertexts_per_run: usize,
+}
+
+/// What the key owner uploads under a plan, measured: one seeded input ciphertext encrypted
+/// under a throwaway key, then per run and per image.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Upload {
+    pub ciphertext_bytes: u64,
+    pub per_run_bytes: u64,
+    pub per_image_bytes: f64,
+}
+
+/// Measures [`Upload`] for `plan` (a throwaway key pair of its parameters; no image).
+pub fn upload(plan: &Plan) -> Result<Upload, HeError> {
+    let ctx = Context::new(&plan.params)?;
+    let client = Client::new(ctx.clone())?;
+    let top = ctx.top_level();
+    let scale = level_scales(&ctx)?[top];
+    let zeros = vec![0.0; ctx.slots()];
+    let bytes = client.encrypt_seeded(&zeros, top, scale)?.to_bytes()?.len() as u64;
+    let per_run = bytes * plan.input_ciphertexts as u64;
+    Ok(Upload {
+        ciphertext_bytes: bytes,
+        per_run_bytes: per_run,
+        per_image_bytes: per_run as f64 / plan.images_per_run as f64,
+    })
 }
 
 /// What [`write`] wrote.
@@ -87,7 +114,7 @@ fn write_file(
     path: &Path,
     owner: &OwnerKeys,
     net: &Network,
-    plan: &plan::Plan,
+    plan: &Plan,
     model_md5: &str,
     model: &Model,
     images: &Images,
