@@ -38,6 +38,8 @@ pub struct OpBench {
     /// Median milliseconds per call, by operation name, at the top level.
     pub ms: Vec<(String, f64)>,
     pub ciphertext_bytes: usize,
+    /// A ciphertext encrypted with the secret key, its second polynomial a seed (private mode).
+    pub seeded_ciphertext_bytes: usize,
     pub galois_key_bytes_per_step: usize,
     pub relin_key_bytes: usize,
 }
@@ -81,6 +83,9 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
     time("encrypt", &mut || {
         client.encryptor().encrypt_plain(&p).map(drop)
     })?;
+    time("encrypt_seeded", &mut || {
+        client.encrypt_plain_seeded(&p).map(drop)
+    })?;
     time("decrypt+decode", &mut || client.decrypt(&a).map(drop))?;
     time("add", &mut || ops.add(&a, &b).map(drop))?;
     time("add_plain", &mut || ops.add_plain(&a, &p).map(drop))?;
@@ -108,6 +113,7 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
         max_bits_128: CkksParams::max_bits_128(params.poly_modulus_degree)?,
         ms,
         ciphertext_bytes: a.to_bytes()?.len(),
+        seeded_ciphertext_bytes: client.encrypt_plain_seeded(&p)?.to_bytes()?.len(),
         galois_key_bytes_per_step,
         relin_key_bytes: relin_only,
     })
@@ -155,6 +161,7 @@ pub fn markdown(results: &[OpBench]) -> String {
         out.push('\n');
     };
     size_row("fresh ciphertext", &|r| r.ciphertext_bytes);
+    size_row("seeded ciphertext", &|r| r.seeded_ciphertext_bytes);
     size_row("Galois key, one step", &|r| r.galois_key_bytes_per_step);
     size_row("relinearization key", &|r| r.relin_key_bytes);
     out

@@ -184,7 +184,12 @@ impl Client {
         scale: f64,
     ) -> Result<SeededCiphertext> {
         let plain = self.encryptor.encoder().encode(values, level, scale)?;
-        let ct = Ciphertext::empty(level)?;
+        self.encrypt_plain_seeded(&plain)
+    }
+
+    /// Encrypts an already encoded plaintext as [`Client::encrypt_seeded`] does.
+    pub fn encrypt_plain_seeded(&self, plain: &Plaintext) -> Result<SeededCiphertext> {
+        let ct = Ciphertext::empty(plain.level())?;
         // SAFETY: live symmetric encryptor, plaintext and destination; global pool.
         check("Encryptor::encrypt_symmetric", unsafe {
             ffi::Encryptor_EncryptSymmetric(
