@@ -184,7 +184,7 @@ fn write_file(
         let rows: Vec<VarLenArray<u8>> = cts.iter().map(|c| VarLenArray::from_slice(c)).collect();
         ds.write_slice(&rows, r * per_run..(r + 1) * per_run)
             .map_err(|e| fail(&e))?;
-        log::info!("encrypted run {}/{}", r + 1, runs.len());
+        log::debug!("encrypted run {}/{}", r + 1, runs.len());
     }
     f.close().map_err(|e| fail(&e))?;
     Ok(Written {
