@@ -122,7 +122,7 @@ pub struct KeyRequest<'a> {
 /// writes the folder `dir`, which must not exist or be empty. On failure, what was written is
 /// removed.
 pub fn create(dir: &Path, request: &KeyRequest) -> Result<Manifest, KeysError> {
-    match std::fs::read_dir(dir) {
+    let created = match std::fs::read_dir(dir) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(KeysError::at(
@@ -130,17 +130,24 @@ pub fn create(dir: &Path, request: &KeyRequest) -> Result<Manifest, KeysError> {
                     "exists and is not empty: a key folder is never written over",
                 ));
             }
+            false
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| KeysError::at(dir, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| KeysError::at(dir, e))?;
+            true
+        }
         Err(e) => return Err(KeysError::at(dir, e)),
-    }
+    };
     let result = write_folder(dir, request);
     if result.is_err() {
         for name in [SECRET, PUBLIC, EVALUATION, PLAN] {
             let _ = std::fs::remove_file(dir.join(name));
+        }
+        if created {
+            let _ = std::fs::remove_dir(dir);
         }
     }
     result
