@@ -61,15 +61,44 @@ pub fn upload(plan: &Plan) -> Result<Upload, HeError> {
     })
 }
 
-/// What [`write`] wrote.
+/// What [`write`] wrote, and where its time went.
 #[derive(Clone, Copy, Debug)]
 pub struct Written {
     pub images: usize,
     pub runs: usize,
     /// Bytes of ciphertexts (the file adds a little).
     pub bytes: u64,
-    /// Seconds of preprocessing, layout, encoding and encryption.
+    /// Wall-clock seconds of the whole write.
     pub seconds: f64,
+    /// Thread-seconds (summed over the threads that ran them in parallel) of encoding,
+    /// encrypting and serializing the ciphertexts.
+    pub encode_s: f64,
+    pub encrypt_s: f64,
+    pub serialize_s: f64,
+    /// Wall-clock seconds of preprocessing the images and writing the HDF5 file.
+    pub preprocess_s: f64,
+    pub write_s: f64,
+}
+
+/// Thread-time of one phase, added to from parallel threads.
+#[derive(Default)]
+struct Phase(std::sync::atomic::AtomicU64);
+
+impl Phase {
+    /// Runs `f`, adding its duration.
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        self.0.fetch_add(
+            start.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        out
+    }
+
+    fn seconds(&self) -> f64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 /// Encrypts `images[indices]` in runs of the keys' plan with the owner's secret key and writes
@@ -160,18 +189,26 @@ fn write_file(
         .create("ciphertexts")
         .map_err(|e| fail(&e))?;
     let client = &owner.client;
+    let encoder = client.encryptor().encoder();
+    let (encode, encrypt, serialize) = (Phase::default(), Phase::default(), Phase::default());
+    let (preprocess, write) = (Phase::default(), Phase::default());
     let mut bytes = 0u64;
     for (r, run) in runs.iter().enumerate() {
-        let inputs: Vec<Vec<f64>> = run
-            .iter()
-            .map(|&i| model.preprocess.apply(model.input, images.image(i)))
-            .collect();
+        let inputs: Vec<Vec<f64>> = preprocess.time(|| {
+            run.iter()
+                .map(|&i| model.preprocess.apply(model.input, images.image(i)))
+                .collect()
+        });
         let cts = packing::encrypt_run_with(
             client.context(),
             m.packing,
             net,
             &inputs,
-            |v, level, scale| client.encrypt_seeded(v, level, scale)?.to_bytes(),
+            |v, level, scale| {
+                let plain = encode.time(|| encoder.encode(v, level, scale))?;
+                let ct = encrypt.time(|| client.encrypt_plain_seeded(&plain))?;
+                serialize.time(|| ct.to_bytes())
+            },
         )
         .map_err(|e| fail(&e))?;
         if cts.len() != per_run {
@@ -182,16 +219,22 @@ fn write_file(
         }
         bytes += cts.iter().map(|c| c.len() as u64).sum::<u64>();
         let rows: Vec<VarLenArray<u8>> = cts.iter().map(|c| VarLenArray::from_slice(c)).collect();
-        ds.write_slice(&rows, r * per_run..(r + 1) * per_run)
+        write
+            .time(|| ds.write_slice(&rows, r * per_run..(r + 1) * per_run))
             .map_err(|e| fail(&e))?;
         log::debug!("encrypted run {}/{}", r + 1, runs.len());
     }
-    f.close().map_err(|e| fail(&e))?;
+    write.time(|| f.close()).map_err(|e| fail(&e))?;
     Ok(Written {
         images: indices.len(),
         runs: runs.len(),
         bytes,
         seconds: start.elapsed().as_secs_f64(),
+        encode_s: encode.seconds(),
+        encrypt_s: encrypt.seconds(),
+        serialize_s: serialize.seconds(),
+        preprocess_s: preprocess.seconds(),
+        write_s: write.seconds(),
     })
 }
 
