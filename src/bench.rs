@@ -192,6 +192,9 @@ pub struct PackingBench {
     /// comparison.
     #[serde(default)]
     pub client_s: f64,
+    /// Private mode's upload per image (MB): seeded input ciphertexts, measured for the plan.
+    #[serde(default)]
+    pub upload_per_image_mb: f64,
     /// Images per second of the measured run, client side included.
     #[serde(default)]
     pub images_per_s: f64,
@@ -267,6 +270,8 @@ pub fn bench_packing(c: &PackingConfig) -> std::result::Result<PackingBench, Ben
             evaluation_keys_mb: keys_mb,
             stored_weights_mb: session.worker.stored_plaintexts().1 as f64 / 1e6,
             client_s: wall_s - eval.seconds,
+            upload_per_image_mb: crate::private::inputs::upload(session.plan())?.per_image_bytes
+                / 1e6,
             images_per_s: n as f64 / wall_s,
             max_abs_error: records.iter().map(|r| r.max_abs_error).fold(0.0, f64::max),
         })
@@ -336,7 +341,7 @@ fn synthetic_images(shape: crate::model::Shape, n: usize) -> crate::data::Images
 /// and threads when both were measured.
 pub fn packing_markdown(results: &[PackingBench]) -> String {
     let mut out = String::from(
-        "| network | activation | packing | threads | N, scale | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | images/s | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| network | activation | packing | threads | N, scale | depth | images/run | latency (s) | per image (s) | vs channel | client (s) | upload/image (MB) | images/s | HMulPlain | HSquare | rotations | rescales | keygen (s) | eval keys (MB) | stored weights (MB) | peak RSS (MB) | max logit error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         let faithful = results.iter().find(|f| {
@@ -347,7 +352,7 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
             format!("{:.1}×", f.per_image_s / r.per_image_s)
         });
         out += &format!(
-            "| {} | {} | {} | {} | {}, 2^{} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
+            "| {} | {} | {} | {} | {}, 2^{} | {} | {} | {:.2} | {:.4} | {ratio} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {:.1} | {:.0} | {:.0} | {} | {:.1e} |\n",
             r.arch,
             r.activation,
             r.packing,
@@ -359,6 +364,7 @@ pub fn packing_markdown(results: &[PackingBench]) -> String {
             r.latency_s,
             r.per_image_s,
             r.client_s,
+            r.upload_per_image_mb,
             r.images_per_s,
             r.totals.hmulplain,
             r.totals.hsquare,

@@ -261,6 +261,13 @@ fn infer_classifies_the_chosen_images_encrypted() {
     };
     let v = stdout_json(&infer("7,2,5"));
     let tolerance = v["plan"]["logit_tolerance"].as_f64().unwrap();
+    // beside the server's runs, what private mode would upload per image under this plan
+    let upload = &v["upload"];
+    let inputs = v["plan"]["input_ciphertexts"].as_u64().unwrap();
+    assert_eq!(
+        upload["per_run_bytes"].as_u64().unwrap(),
+        inputs * upload["ciphertext_bytes"].as_u64().unwrap()
+    );
     let records = v["images"].as_array().unwrap();
     let indices: Vec<u64> = records
         .iter()

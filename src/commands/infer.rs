@@ -8,6 +8,7 @@ use crate::data;
 use crate::error::Error;
 use crate::he::infer::Session;
 use crate::model::file;
+use crate::private::inputs;
 
 /// Classifies and prints (a line per image, or JSON with the plan and every run).
 pub fn run(a: InferArgs) -> Result<(), Error> {
@@ -21,7 +22,12 @@ pub fn run(a: InferArgs) -> Result<(), Error> {
     if a.json {
         println!(
             "{}",
-            json!({ "plan": session.plan(), "images": records, "runs": evals })
+            json!({
+                "plan": session.plan(),
+                "upload": inputs::upload(session.plan())?,
+                "images": records,
+                "runs": evals,
+            })
         );
         return Ok(());
     }
