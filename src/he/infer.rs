@@ -259,12 +259,12 @@ impl Owner {
     }
 
     /// Says when an image's plain logits leave the range that every slot decrypts at once
-    /// ([`Plan::logit_range`]): a warning where its decrypted logits then wrapped around the
+    /// ([`CkksParams::logit_range`](crate::seal::CkksParams::logit_range)): a warning where its decrypted logits then wrapped around the
     /// first prime (an error beyond the plan's tolerance relative to the logit), a note where
     /// they came back exact all the same.
     fn check_range(&self, index: usize, plain_logits: &[f64], error: f64) {
-        let range = self.plan.logit_range();
-        let largest = plain_logits.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let range = self.plan.params.logit_range();
+        let largest = plain::largest_abs(plain_logits);
         if largest < range {
             return;
         }

@@ -72,16 +72,6 @@ impl Plan {
         .expect("a plan serializes");
         crate::data::checksums::hex(&Md5::digest(key))
     }
-
-    /// The |logit| below which every slot of an output ciphertext decrypts correctly, all at
-    /// once: 2^(first prime − scale − 1). Decryption is exact while the plaintext's
-    /// coefficients, whose size is at most the mean |slot| times the scale, stay inside the
-    /// first prime; so one larger logit among small ones can still decrypt (CIFAR-10 test
-    /// image 7835, batch-axis: a plain logit of 3.3e6 against this bound of 16384).
-    pub fn logit_range(&self) -> f64 {
-        let first = self.params.coeff_modulus_bits[0];
-        2f64.powi(first - self.params.scale_bits as i32 - 1)
-    }
 }
 
 /// Estimated memory of one run.
@@ -326,7 +316,7 @@ pub fn table(plan: &Plan) -> String {
         plan.input_ciphertexts,
         plan.rotation_steps.len(),
         plan.logit_tolerance,
-        plan.logit_range(),
+        p.logit_range(),
         plan.memory.evaluation_peak_bytes as f64 / 1e9,
         plan.memory.evaluation_keys_bytes as f64 / 1e9,
         plan.memory.stored_plaintext_bytes as f64 / 1e9,

@@ -171,6 +171,11 @@ pub fn margin(logits: &[f64]) -> f64 {
     first - second
 }
 
+/// The largest |logit|.
+pub fn largest_abs(logits: &[f64]) -> f64 {
+    logits.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
 /// The images (indices into `margins`) whose two largest logits are within `2·logit_error`:
 /// the only ones that an encrypted evaluation with every logit error below `logit_error` can
 /// classify differently from the plain network.

@@ -43,23 +43,23 @@ pub fn standing(entry: &Entry) -> Standing {
         Err(why) => return Standing::Unchecked(why),
     };
     let mut differs = Vec::new();
-    let params = &p.params;
-    if params.poly_modulus_degree != entry.poly_modulus_degree {
+    let (now, file) = (&p.params, &entry.params);
+    if now.poly_modulus_degree != file.poly_modulus_degree {
         differs.push(format!(
             "N {} (file: {})",
-            params.poly_modulus_degree, entry.poly_modulus_degree
+            now.poly_modulus_degree, file.poly_modulus_degree
         ));
     }
-    if params.coeff_modulus_bits != entry.coeff_modulus_bits {
+    if now.coeff_modulus_bits != file.coeff_modulus_bits {
         differs.push(format!(
             "modulus {:?} (file: {:?})",
-            params.coeff_modulus_bits, entry.coeff_modulus_bits
+            now.coeff_modulus_bits, file.coeff_modulus_bits
         ));
     }
-    if params.scale_bits != entry.scale_bits {
+    if now.scale_bits != file.scale_bits {
         differs.push(format!(
             "scale 2^{} (file: 2^{})",
-            params.scale_bits, entry.scale_bits
+            now.scale_bits, file.scale_bits
         ));
     }
     let file = entry.summary.totals.values();
@@ -74,13 +74,6 @@ pub fn standing(entry: &Entry) -> Standing {
     } else {
         Standing::Differs(differs.join("; "))
     }
-}
-
-/// The |logit| below which every slot decrypts at once: 2^(first prime − scale − 1)
-/// (`Plan::logit_range`).
-pub fn logit_range(entry: &Entry) -> f64 {
-    let first = entry.coeff_modulus_bits.first().copied().unwrap_or(0);
-    2f64.powi(first - entry.scale_bits as i32 - 1)
 }
 
 /// Why an image's encrypted prediction can differ from the plain one, in words: the two top

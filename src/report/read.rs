@@ -10,6 +10,7 @@ use crate::he::counts::OpTally;
 use crate::he::packing::PackingId;
 use crate::job::results::{Summary, FORMAT, VERSION};
 use crate::model::file::{bounded_dataset, read_str, scalar, R};
+use crate::seal::CkksParams;
 
 /// One stage (a layer, or a convolution with the layers streamed with it), summed over runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,8 +44,8 @@ pub struct Entry {
     pub model: PathBuf,
     /// The job's fixed `scale_bits`, if it set one (else the planner searched).
     pub fixed_scale: Option<u32>,
-    pub coeff_modulus_bits: Vec<i32>,
-    pub scale_bits: u32,
+    /// The CKKS parameters it ran under.
+    pub params: CkksParams,
     /// The hejob version and the commit of the build that wrote it (`None` before files
     /// recorded it).
     pub version: String,
@@ -63,7 +64,6 @@ pub struct Entry {
     pub random_weights: bool,
     pub ranks: u64,
     pub threads: u64,
-    pub poly_modulus_degree: u64,
     pub runs: u64,
     pub summary: Summary,
     pub stages: Vec<Stage>,
@@ -118,7 +118,8 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
         totals,
         per_inference,
     };
-    check_summary(f, &summary)?;
+    let columns = Columns::read(f)?;
+    check_summary(&columns, &summary)?;
     let job: toml::Table = read_str(f, "job_toml")?
         .parse()
         .map_err(|e| format!("attribute 'job_toml' is not a job file ({e})"))?;
@@ -130,10 +131,14 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
                 .ok_or("attribute 'job_toml' has a scale_bits that is not a bit count")?,
         ),
     };
-    let coeff_modulus_bits = f
-        .attr("coeff_modulus_bits")
-        .and_then(|a| a.read_raw::<i32>())
-        .map_err(|_| "unreadable attribute 'coeff_modulus_bits'".to_string())?;
+    let params = CkksParams {
+        poly_modulus_degree: scalar(f, "poly_modulus_degree")?,
+        coeff_modulus_bits: f
+            .attr("coeff_modulus_bits")
+            .and_then(|a| a.read_raw::<i32>())
+            .map_err(|_| "unreadable attribute 'coeff_modulus_bits'".to_string())?,
+        scale_bits: scalar(f, "scale_bits")?,
+    };
     Ok(Entry {
         path: path.to_path_buf(),
         packing: read_str(f, "packing")?
@@ -141,8 +146,7 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
             .map_err(|e: crate::he::HeError| e.to_string())?,
         model: PathBuf::from(read_str(f, "model")?),
         fixed_scale,
-        coeff_modulus_bits,
-        scale_bits: scalar(f, "scale_bits")?,
+        params,
         version: read_str(f, "hejob_version")?,
         build: read_str(f, "hejob_build").ok(),
         model_md5: read_str(f, "fingerprint").ok().and_then(|fp| {
@@ -150,24 +154,51 @@ fn read_entry(path: &Path, f: &hdf5::File) -> R<Entry> {
                 .find_map(|part| part.strip_prefix("model-md5="))
                 .map(String::from)
         }),
-        disagreements: disagreements(f)?,
+        disagreements: disagreements(f, &columns)?,
         architecture: provenance("architecture"),
         activation: provenance("activation"),
         conv2: provenance("conv2_channels").and_then(|c| c.parse().ok()),
         random_weights: provenance("weights").is_some_and(|w| w.starts_with("random")),
         ranks: scalar(f, "ranks")?,
         threads: scalar(f, "threads_per_rank")?,
-        poly_modulus_degree: scalar(f, "poly_modulus_degree")?,
         runs: scalar(&s, "runs")?,
         summary,
         stages: stages(f)?,
     })
 }
 
+/// The per-image datasets that the summary and the disagreements come from.
+struct Columns {
+    labels: Vec<i64>,
+    plain: Vec<i64>,
+    he: Vec<i64>,
+    errors: Vec<f64>,
+}
+
+impl Columns {
+    fn read(f: &hdf5::File) -> R<Self> {
+        Ok(Self {
+            labels: ints(f, "label")?,
+            plain: ints(f, "plain_pred")?,
+            he: ints(f, "he_pred")?,
+            errors: bounded_dataset(f, "max_abs_error", "max_abs_error")?
+                .read_raw::<f64>()
+                .map_err(|_| "unreadable dataset 'max_abs_error'".to_string())?,
+        })
+    }
+}
+
+/// A per-image dataset of integers.
+fn ints(f: &hdf5::File, name: &str) -> R<Vec<i64>> {
+    bounded_dataset(f, name, name)?
+        .read_raw::<i64>()
+        .map_err(|_| format!("unreadable dataset '{name}'"))
+}
+
 /// Refuses a summary that holds a NaN, an infinite or a negative number, a share above 1, or
 /// figures that the per-image datasets contradict (image count, accuracies, agreement, largest
 /// logit error), naming the field.
-fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
+fn check_summary(c: &Columns, s: &Summary) -> R<()> {
     let fields = [
         ("plain_accuracy", s.plain_accuracy, true),
         ("he_accuracy", s.he_accuracy, true),
@@ -183,16 +214,7 @@ fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
             ));
         }
     }
-    let column = |name: &str| bounded_dataset(f, name, name);
-    let ints = |name: &str| -> R<Vec<i64>> {
-        column(name)?
-            .read_raw::<i64>()
-            .map_err(|_| format!("unreadable dataset '{name}'"))
-    };
-    let (labels, plain, he) = (ints("label")?, ints("plain_pred")?, ints("he_pred")?);
-    let errors = column("max_abs_error")?
-        .read_raw::<f64>()
-        .map_err(|_| "unreadable dataset 'max_abs_error'".to_string())?;
+    let (labels, plain, he, errors) = (&c.labels, &c.plain, &c.he, &c.errors);
     let n = labels.len();
     if [plain.len(), he.len(), errors.len()] != [n; 3] || s.images != n {
         return Err(format!(
@@ -226,28 +248,19 @@ fn check_summary(f: &hdf5::File, s: &Summary) -> R<()> {
     Ok(())
 }
 
-/// The images whose HE prediction differs from the plain one, with what explains it.
-fn disagreements(f: &hdf5::File) -> R<Vec<Disagreement>> {
-    let ints = |name: &str| -> R<Vec<i64>> {
-        bounded_dataset(f, name, name)?
-            .read_raw::<i64>()
-            .map_err(|_| format!("unreadable dataset '{name}'"))
-    };
-    let (plain, he) = (ints("plain_pred")?, ints("he_pred")?);
-    let differ: Vec<usize> = (0..plain.len().min(he.len()))
-        .filter(|&i| plain[i] != he[i])
-        .collect();
+/// The images whose HE prediction differs from the plain one (`c`, already checked against
+/// the summary to be of one length), with their margins and errors.
+fn disagreements(f: &hdf5::File, c: &Columns) -> R<Vec<Disagreement>> {
+    let (plain, he) = (&c.plain, &c.he);
+    let differ: Vec<usize> = (0..plain.len()).filter(|&i| plain[i] != he[i]).collect();
     if differ.is_empty() {
         return Ok(Vec::new());
     }
-    let (index, label) = (ints("index")?, ints("label")?);
-    let errors = bounded_dataset(f, "max_abs_error", "max_abs_error")?
-        .read_raw::<f64>()
-        .map_err(|_| "unreadable dataset 'max_abs_error'".to_string())?;
+    let index = ints(f, "index")?;
     let logits = bounded_dataset(f, "plain_logits", "plain_logits")?
         .read_2d::<f64>()
         .map_err(|_| "unreadable dataset 'plain_logits'".to_string())?;
-    if [index.len(), label.len(), errors.len(), logits.nrows()] != [plain.len(); 4] {
+    if [index.len(), logits.nrows()] != [plain.len(); 2] {
         return Err("the per-image datasets differ in length".into());
     }
     Ok(differ
@@ -256,12 +269,12 @@ fn disagreements(f: &hdf5::File) -> R<Vec<Disagreement>> {
             let row: Vec<f64> = logits.row(i).to_vec();
             Disagreement {
                 index: index[i],
-                label: label[i],
+                label: c.labels[i],
                 plain_pred: plain[i],
                 he_pred: he[i],
                 margin: crate::model::plain::margin(&row),
-                error: errors[i],
-                largest_logit: row.iter().fold(0.0, |m, v| v.abs().max(m)),
+                error: c.errors[i],
+                largest_logit: crate::model::plain::largest_abs(&row),
             }
         })
         .collect())

@@ -205,7 +205,7 @@ fn disagreements(rows: &[Row]) -> String {
         .map(String::from),
     );
     for row in rows {
-        let range = super::evidence::logit_range(&row.entry);
+        let range = row.entry.params.logit_range();
         for d in &row.entry.disagreements {
             md += &md_row(&[
                 row.entry.path.display().to_string(),
@@ -273,7 +273,7 @@ fn results_table(rows: &[Row]) -> String {
             row.network.clone(),
             row.activation.clone(),
             e.packing.to_string(),
-            e.poly_modulus_degree.to_string(),
+            e.params.poly_modulus_degree.to_string(),
             format!("{} × {}", e.ranks, e.threads),
             thousands(e.summary.images as u64),
         ];
@@ -443,7 +443,7 @@ pub fn csv(rows: &[Row]) -> String {
             e.conv2.map_or(String::new(), |c| c.to_string()),
             opt(row.pruning_ratio()),
             e.packing.to_string(),
-            e.poly_modulus_degree.to_string(),
+            e.params.poly_modulus_degree.to_string(),
             e.ranks.to_string(),
             e.threads.to_string(),
             e.summary.images.to_string(),
