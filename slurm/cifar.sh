@@ -1,8 +1,11 @@
 #!/bin/bash
 # Encrypted inference of the 10,000 CIFAR-10 test images with the paper's 4layer-CNN
-# (swish-rg7-deg4, channel-fast: hejob's fastest channel-wise packing, about 9 s per image on
-# 2 cores and 8 GB per task), sharded over every task of the allocation. For throughput on a
-# whole batch use HEJOB_CONFIG=jobs/cifar-batch.toml (batch-axis: plan about 20 GB per task).
+# (swish-rg7-deg4, channel-fast: hejob's fastest channel-wise packing), sharded over every
+# task of the allocation. The layout is the one the cost model finds fastest per node: one
+# task per node holding all its cores, several runs in flight sharing one copy of the keys and
+# weights (`hejob plan --model data/cifar10/4layer-swish-rg7-deg4.h5 --packing channel-fast
+# --scale-bits 34 --threads 72 --nodes 4`); the prediction for the allocation is printed
+# before the job starts. For a whole batch at once use HEJOB_CONFIG=jobs/cifar-batch.toml.
 #
 #   sbatch slurm/cifar.sh                    # the whole job (jobs/cifar.toml)
 #   sbatch slurm/cifar.sh --limit 100        # extra arguments go to hejob (--limit, --offset, --output, --threads)
@@ -11,9 +14,9 @@
 # Re-submitting after a crash, a timeout or `scancel` resumes from the job's checkpoints.
 #SBATCH --job-name=hejob-cifar
 #SBATCH --nodes=4
-#SBATCH --ntasks-per-node=2
-#SBATCH --cpus-per-task=16
-#SBATCH --mem-per-cpu=2G
+#SBATCH --ntasks=4
+#SBATCH --cpus-per-task=72
+#SBATCH --mem=0
 #SBATCH --time=24:00:00
 #SBATCH --output=results/slurm-%x-%j.out
 #SBATCH --error=results/slurm-%x-%j.err

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Encrypted inference of the 10,000 MNIST test images with the paper's best MNIST network
 # (3layer-CNN, swish-rg7-deg4, channel-fast-x4: hejob's fastest channel-wise packing), sharded
-# over every task of the allocation.
+# over every task of the allocation: one task per node holding all its cores, with the runs in
+# flight the cost model picks; its prediction for the allocation is printed first.
 #
 #   sbatch slurm/mnist.sh                    # the whole job (jobs/mnist.toml)
 #   sbatch slurm/mnist.sh --limit 100        # extra arguments go to hejob (--limit, --offset, --output, --threads)
@@ -11,8 +12,8 @@
 # Re-submitting after a crash, a timeout or `scancel` resumes from the job's checkpoints.
 #SBATCH --job-name=hejob-mnist
 #SBATCH --nodes=2
-#SBATCH --ntasks-per-node=2
-#SBATCH --cpus-per-task=8
+#SBATCH --ntasks=2
+#SBATCH --cpus-per-task=16
 #SBATCH --time=12:00:00
 #SBATCH --output=results/slurm-%x-%j.out
 #SBATCH --error=results/slurm-%x-%j.err

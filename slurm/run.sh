@@ -16,6 +16,20 @@ hejob=${HEJOB:-target/release/hejob}
 mkdir -p results
 cpus=${SLURM_CPUS_PER_TASK:-1}
 echo "hejob: $config on ${SLURM_NTASKS:-1} task(s) × $cpus cpu(s), nodes ${SLURM_JOB_NODELIST:-$(hostname -s)}"
+# the cost model's prediction for this allocation, before any key exists (a job file key, or
+# the same option among the arguments, wins; the images are the job's limit or all 10,000)
+field() { sed -n "s/^$1 *= *\"\{0,1\}\([^\"]*\)\"\{0,1\} *$/\1/p" "$config" | head -1; }
+option() { local want=$1; shift; while [ $# -gt 1 ]; do [ "$1" = "$want" ] && { echo "$2"; return; }; shift; done; }
+nodes=${SLURM_JOB_NUM_NODES:-1}
+images=$(option --limit "$@"); images=${images:-$(field limit)}
+flights=$(option --runs-in-flight "$@"); flights=${flights:-$(field runs_in_flight)}
+plan=(plan --model "$(field model)" --packing "$(field packing)" --threads "$cpus"
+    --ranks $(( ${SLURM_NTASKS:-1} / nodes > 0 ? ${SLURM_NTASKS:-1} / nodes : 1 )) --nodes "$nodes"
+    --images "${images:-10000}" --runs-in-flight "${flights:-auto}")
+scale=$(field scale_bits); [ -z "$scale" ] || plan+=(--scale-bits "$scale")
+memory=$(field memory_gb); [ -z "$memory" ] || plan+=(--memory-gb "$memory")
+costs=$(field costs); [ -z "$costs" ] || plan+=(--costs "$costs")
+"$hejob" "${plan[@]}" | sed -n '/^predicted/,$p' || echo "hejob: no prediction (the plan failed)"
 case "${HEJOB_LAUNCHER:-srun}" in
     # srun must speak PMIx to OpenMPI; since Slurm 22.05 it no longer inherits --cpus-per-task
     srun) exec srun --mpi=pmix --kill-on-bad-exit=1 --cpus-per-task="$cpus" \

@@ -1,9 +1,13 @@
 //! `hejob bench-ops`: the single-thread cost of every CKKS operation and the size of keys and
 //! ciphertexts, at realistic parameter sets. These numbers steer every packing decision.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+use crate::he::cost::table::Curve;
+use crate::he::cost::Op;
 
 use crate::he::packing::PackingId;
 use crate::seal::{CkksParams, Client, Context, Evaluator, Result};
@@ -42,6 +46,9 @@ pub struct OpBench {
     pub seeded_ciphertext_bytes: usize,
     pub galois_key_bytes_per_step: usize,
     pub relin_key_bytes: usize,
+    /// Milliseconds of every operation the cost model charges, by the primes of its operand
+    /// (`hejob plan --costs` reads them).
+    pub by_primes: Curve,
 }
 
 /// The default parameter sets: each N with the depth it can hold at 128-bit security,
@@ -116,7 +123,176 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
         seeded_ciphertext_bytes: client.encrypt_plain_seeded(&p)?.to_bytes()?.len(),
         galois_key_bytes_per_step,
         relin_key_bytes: relin_only,
+        by_primes: cost_curve(params.poly_modulus_degree, budget / 4)?,
     })
+}
+
+/// The prime counts a cost curve is measured at, up to `most`.
+fn curve_points(most: usize) -> Vec<usize> {
+    let mut points: Vec<usize> = [1, 2, 3, 4, 6, 8, 11, 16, 22]
+        .into_iter()
+        .filter(|&k| k < most)
+        .collect();
+    points.push(most);
+    points
+}
+
+/// Every operation of the cost model at ring degree `n`, on operands of 1 prime up to as many
+/// as a 128-bit chain of small primes holds (25-bit primes up to N = 16384, 30-bit at 32768,
+/// so that every chain the planner picks is covered), each for at least `budget`. Costs do not
+/// depend on a prime's size below 61 bits. Rescale and mod-switch need two primes: 0 at one.
+/// A key-switching key is generated over the whole chain: its cost at fewer primes is scaled
+/// by `k(k+1)` (it holds a polynomial pair over `k + 1` primes for each of `k` primes).
+pub fn cost_curve(n: u64, budget: Duration) -> Result<Curve> {
+    let bits = if n <= 16384 { 25 } else { 30 };
+    let total = (CkksParams::max_bits_128(n)? / bits) as usize;
+    let most = total - 1;
+    let params = CkksParams {
+        poly_modulus_degree: n,
+        coeff_modulus_bits: vec![bits; total],
+        scale_bits: (bits as u32 - 15) / 2 + 3,
+    };
+    let ctx = Context::new(&params)?;
+    let client = Client::new(ctx.clone())?;
+    let keygen_ms = median_ms(budget, &mut || client.evaluation_keys(&[], true).map(drop))?;
+    let ev = Evaluator::new(ctx.clone(), client.evaluation_keys(&[1], true)?)?;
+    let scale = params.scale();
+    let values: Vec<f64> = (0..ctx.slots()).map(|i| (i % 100) as f64 / 100.0).collect();
+    let primes = curve_points(most);
+    let mut ms: BTreeMap<Op, Vec<f64>> = BTreeMap::new();
+    for &k in &primes {
+        let level = k - 1;
+        let a = client.encrypt(&values, level, scale)?;
+        let b = client.encrypt(&values, level, scale)?;
+        let p = ev.encode(&values, level, scale)?;
+        let raw = a.to_raw()?;
+        let mut time = |op: Op, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+            ms.entry(op).or_default().push(median_ms(budget, f)?);
+            Ok(())
+        };
+        time(Op::Encode, &mut || {
+            ev.encode(&values, level, scale).map(drop)
+        })?;
+        time(Op::EncodeScalar, &mut || {
+            ev.encode_scalar(0.5, level, scale).map(drop)
+        })?;
+        time(Op::Encrypt, &mut || {
+            client.encryptor().encrypt_plain(&p).map(drop)
+        })?;
+        time(Op::Decrypt, &mut || client.decrypt(&a).map(drop))?;
+        time(Op::Copy, &mut || a.try_clone().map(drop))?;
+        time(Op::Add, &mut || ev.add(&a, &b).map(drop))?;
+        time(Op::AddPlain, &mut || ev.add_plain(&a, &p).map(drop))?;
+        time(Op::MultiplyPlain, &mut || {
+            ev.multiply_plain(&a, &p).map(drop)
+        })?;
+        time(Op::Multiply, &mut || {
+            ev.relinearize(&mut ev.multiply(&a, &b)?)
+        })?;
+        time(Op::Square, &mut || ev.relinearize(&mut ev.square(&a)?))?;
+        let mut drop_one = |op: Op, rescale: bool| -> Result<()> {
+            if level == 0 {
+                ms.entry(op).or_default().push(0.0);
+                return Ok(());
+            }
+            ms.entry(op).or_default().push(median_ms(budget, &mut || {
+                let mut c = a.try_clone()?;
+                match rescale {
+                    true => ev.rescale(&mut c),
+                    false => ev.mod_switch_to(&mut c, level - 1),
+                }
+            })?);
+            Ok(())
+        };
+        drop_one(Op::Rescale, true)?;
+        drop_one(Op::ModSwitch, false)?;
+        let mut time = |op: Op, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+            ms.entry(op).or_default().push(median_ms(budget, f)?);
+            Ok(())
+        };
+        time(Op::Rotate, &mut || ev.rotate(&a, 1).map(drop))?;
+        time(Op::ToRaw, &mut || a.to_raw().map(drop))?;
+        // a fused sum of one term and of 33: the difference is 32 terms' work
+        const TERMS: usize = 33;
+        let dot = |n: usize| -> Result<f64> {
+            let terms = vec![(&raw, 0.5); n];
+            median_ms(budget, &mut || ev.dot_scalars(&terms, scale).map(drop))
+        };
+        let (one, many) = (dot(1)?, dot(TERMS)?);
+        let term = ((many - one) / (TERMS - 1) as f64).max(0.0);
+        ms.entry(Op::DotTerm).or_default().push(term);
+        ms.entry(Op::DotBase)
+            .or_default()
+            .push((one - term).max(0.0));
+        let quadratic = (k * (k + 1)) as f64 / (most * (most + 1)) as f64;
+        ms.entry(Op::Keygen)
+            .or_default()
+            .push(keygen_ms * quadratic);
+    }
+    let top = client.encrypt(&values, most - 1, scale)?;
+    let slowdown = slowdown(&ev, &top, budget)?;
+    let keys = ev.keys();
+    let mut mb = 0.0;
+    let key_ms = median_ms(budget, &mut || {
+        let bytes = keys.to_bytes()?;
+        mb = bytes.len() as f64 / 1e6;
+        crate::seal::EvaluationKeys::from_bytes(&ctx, &bytes).map(drop)
+    })?;
+    Ok(Curve {
+        primes,
+        ms,
+        slowdown,
+        key_ms_per_mb: key_ms / mb,
+    })
+}
+
+/// How much longer a mix of operations (a rotation, a plaintext product and an addition, on
+/// `a`) takes on each thread while 1, 2, 4, … up to all of this machine's threads run it at
+/// once, relative to one thread alone: `(threads, factor)`.
+fn slowdown(
+    ev: &Evaluator,
+    a: &crate::seal::Ciphertext,
+    budget: Duration,
+) -> Result<Vec<(usize, f64)>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let p = ev.encode_scalar(0.5, a.level(), 2f64.powi(4))?;
+    let mix = || -> Result<()> {
+        ev.rotate(a, 1)?;
+        ev.multiply_plain(a, &p)?;
+        ev.add(a, a).map(drop)
+    };
+    let per_call = |threads: usize| -> Result<f64> {
+        let times: Vec<Result<f64>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| -> Result<f64> {
+                        let start = Instant::now();
+                        let mut calls = 0u32;
+                        while calls < 3 || start.elapsed() < budget {
+                            mix()?;
+                            calls += 1;
+                        }
+                        Ok(start.elapsed().as_secs_f64() / calls as f64)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a benchmark thread does not panic"))
+                .collect()
+        });
+        let times = times.into_iter().collect::<Result<Vec<f64>>>()?;
+        Ok(times.iter().sum::<f64>() / times.len() as f64)
+    };
+    let mut counts: Vec<usize> = std::iter::successors(Some(1usize), |t| Some(t * 2))
+        .take_while(|&t| t < cores)
+        .collect();
+    counts.push(cores);
+    let alone = per_call(1)?;
+    counts
+        .into_iter()
+        .map(|t| Ok((t, if t == 1 { 1.0 } else { per_call(t)? / alone })))
+        .collect()
 }
 
 fn median_ms(budget: Duration, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {

@@ -34,6 +34,9 @@ pub struct Cli {
     /// Override the job's threads per rank.
     #[arg(long, requires = "config")]
     pub threads: Option<usize>,
+    /// Override the job's runs in flight per rank (`auto` or a number).
+    #[arg(long, requires = "config")]
+    pub runs_in_flight: Option<crate::he::cost::Flight>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -180,6 +183,28 @@ pub struct PlanArgs {
     pub target: PlanTarget,
     #[arg(long)]
     pub json: bool,
+    /// Threads per rank the prediction is for (default: this machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Ranks per node.
+    #[arg(long, default_value_t = 1)]
+    pub ranks: usize,
+    /// Nodes.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Test images in the job.
+    #[arg(long, default_value_t = 10_000)]
+    pub images: usize,
+    /// Each rank's memory budget in GB (default: the node's memory as a job sees it, shared
+    /// among its ranks).
+    #[arg(long)]
+    pub memory_gb: Option<f64>,
+    /// Runs each rank keeps in flight: `auto` or a number.
+    #[arg(long, default_value = "auto")]
+    pub runs_in_flight: crate::he::cost::Flight,
+    /// Operation costs measured by `hejob bench-ops --json` (default: the built-in table).
+    #[arg(long)]
+    pub costs: Option<PathBuf>,
 }
 
 /// The arguments of `hejob report`.

@@ -55,4 +55,10 @@ pub enum UsageError {
     },
     #[error("image {index} is beyond the {available} test images")]
     Image { index: usize, available: usize },
+    #[error("--{name} {value} must be {want}")]
+    Layout {
+        name: &'static str,
+        value: String,
+        want: &'static str,
+    },
 }

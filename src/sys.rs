@@ -23,3 +23,31 @@ fn status_mb(field: &str) -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1e3)
 }
+
+/// The memory this node grants the job, in bytes, and where that figure comes from: the Slurm
+/// allocation (`SLURM_MEM_PER_NODE`, or `SLURM_MEM_PER_CPU` × `SLURM_CPUS_ON_NODE`, in MB),
+/// else the cgroup's limit, else the machine's memory (Linux).
+pub fn node_memory() -> Option<(u64, &'static str)> {
+    let var = |name: &str| -> Option<u64> { std::env::var(name).ok()?.trim().parse().ok() };
+    const MB: u64 = 1 << 20;
+    if let Some(mb) = var("SLURM_MEM_PER_NODE").filter(|&m| m > 0) {
+        return Some((mb * MB, "the Slurm allocation (SLURM_MEM_PER_NODE)"));
+    }
+    if let (Some(mb), Some(cpus)) = (var("SLURM_MEM_PER_CPU"), var("SLURM_CPUS_ON_NODE")) {
+        return Some((mb * cpus * MB, "the Slurm allocation (SLURM_MEM_PER_CPU)"));
+    }
+    let cgroup = [
+        "/sys/fs/cgroup/memory.max",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<u64>().ok())
+    .find(|&b| b < 1 << 60);
+    if let Some(bytes) = cgroup {
+        return Some((bytes, "the cgroup's memory limit"));
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kb * 1024, "the machine's memory"))
+}

@@ -379,3 +379,76 @@ fn plan_command_prints_the_json_contract() {
     // every packing is named, the fast variants too
     assert!(err.contains("channel, channel-fast, channel-fast-x2") && err.contains("x16, batch"));
 }
+
+/// The cost model on a table where only rotations (1 ms each, at any level) and encryptions
+/// (2 ms) cost anything: a run's time is its key-switching rotations in milliseconds, the
+/// rank's time is runs × (run + encryption), and the runs in flight that finish soonest are
+/// chosen, or one when the memory budget holds no more.
+#[test]
+fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
+    use hejob::he::cost::table::{Curve, OPS};
+    use hejob::he::cost::{predict, Flight, Layout, Op, OpCosts, Source};
+    use std::collections::BTreeMap;
+    let curve = Curve {
+        primes: vec![1, 40],
+        ms: OPS
+            .iter()
+            .map(|&op| {
+                let ms = match op {
+                    Op::Rotate => 1.0,
+                    Op::Encrypt => 2.0,
+                    _ => 0.0,
+                };
+                (op, vec![ms, ms])
+            })
+            .collect(),
+        slowdown: vec![],
+        key_ms_per_mb: 0.0,
+    };
+    let costs = OpCosts::from_curves(Source::BuiltIn, BTreeMap::from([(16384, curve)]));
+    let net = mnist("square", 50);
+    let p = plan("channel-fast".parse().unwrap(), &net, None).unwrap();
+    assert_eq!(p.params.poly_modulus_degree, 16384);
+    let switches = (p.totals.rotation - p.totals.rotation_zero) as f64 / 1e3;
+    let inputs = p.input_ciphertexts as f64;
+    let layout = |threads, memory_bytes, flight| Layout {
+        threads,
+        ranks: 1,
+        nodes: 1,
+        images: 10,
+        memory_bytes,
+        flight,
+    };
+    // one thread: everything in sequence
+    let one = predict(&p, &net, &costs, &layout(1, u64::MAX, Flight::Auto)).unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9 * b.max(1.0);
+    assert!(
+        close(one.latency_s, switches),
+        "{} vs {switches}",
+        one.latency_s
+    );
+    assert!(close(one.encrypt_s, inputs * 2e-3));
+    assert!(close(one.wall_s, 10.0 * (switches + inputs * 2e-3)));
+    assert!(close(one.images_per_s, 10.0 / one.wall_s));
+    assert_eq!((one.runs_in_flight, one.threads_per_run), (1, 1));
+    // two threads: one run on both, or two runs on one each, whichever is sooner
+    let two = predict(&p, &net, &costs, &layout(2, u64::MAX, Flight::Auto)).unwrap();
+    let [a, b] = &two.choices[..] else {
+        panic!("{:?}", two.choices)
+    };
+    assert!(a.latency_s < switches && a.latency_s >= switches / 2.0);
+    assert!(close(a.encrypt_s, (inputs / 2.0).ceil() * 2e-3));
+    assert!(close(a.rank_s, 10.0 * (a.latency_s + a.encrypt_s)));
+    assert!(close(b.latency_s, switches));
+    assert!(close(b.rank_s, 5.0 * (switches + inputs * 2e-3)));
+    let best = if a.rank_s <= b.rank_s { a } else { b };
+    assert_eq!(two.runs_in_flight, best.runs_in_flight);
+    assert!(b.peak_rss_gb > a.peak_rss_gb);
+    // a budget that holds nothing: one run, said not to fit
+    let tight = predict(&p, &net, &costs, &layout(2, 1, Flight::Auto)).unwrap();
+    assert_eq!(tight.runs_in_flight, 1);
+    assert!(tight.choices.iter().all(|c| !c.fits));
+    // a fixed number is taken as it is
+    let fixed = predict(&p, &net, &costs, &layout(2, u64::MAX, Flight::Fixed(2))).unwrap();
+    assert_eq!((fixed.runs_in_flight, fixed.choices.len()), (2, 1));
+}

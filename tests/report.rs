@@ -88,6 +88,7 @@ fn write_result(
         plan: &plan,
         ranks: 1,
         threads: 2,
+        runs_in_flight: 1,
         start: "2026-01-01T00:00:00Z".into(),
         end: "2026-01-01T00:01:00Z".into(),
         records: &records,

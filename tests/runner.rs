@@ -146,47 +146,114 @@ fn a_job_writes_a_complete_result_file() {
 #[test]
 fn a_killed_job_resumes_and_holds_every_image_once() {
     let _serial = common::serial();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = job(dir.path(), "limit = 12\n");
-    let checkpoint = dir.path().join("out/result.h5.checkpoint/rank-0.jsonl");
-    let mut child = common::hejob_command()
-        .args(["--config", cfg.to_str().unwrap(), "--threads", "1"])
-        .spawn()
-        .unwrap();
-    let images_done = |p: &Path| {
-        std::fs::read_to_string(p)
-            .map(|t| {
-                t.lines()
-                    .filter(|l| l.contains("\"type\":\"image\""))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let start = Instant::now();
-    while images_done(&checkpoint) < 3 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(50));
+    // one run at a time, and two runs in flight sharing the rank's keys and threads
+    for (threads, flights) in [("1", "1"), ("2", "2")] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = job(
+            dir.path(),
+            &format!("limit = 12\nruns_in_flight = {flights}\n"),
+        );
+        let checkpoint = dir.path().join("out/result.h5.checkpoint/rank-0.jsonl");
+        let mut child = common::hejob_command()
+            .args(["--config", cfg.to_str().unwrap(), "--threads", threads])
+            .spawn()
+            .unwrap();
+        let images_done = |p: &Path| {
+            std::fs::read_to_string(p)
+                .map(|t| {
+                    t.lines()
+                        .filter(|l| l.contains("\"type\":\"image\""))
+                        .count()
+                })
+                .unwrap_or(0)
+        };
+        let start = Instant::now();
+        while images_done(&checkpoint) < 3 {
+            assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill().unwrap(); // SIGKILL: nothing gets to clean up
+        child.wait().unwrap();
+        let before = images_done(&checkpoint);
+        assert!(
+            before < 12,
+            "{flights} in flight: killed before the end ({before} done)"
+        );
+        assert!(!dir.path().join("out/result.h5").exists());
+        let out = hejob(
+            &["--config", cfg.to_str().unwrap(), "--threads", threads],
+            &[],
+        );
+        succeeded(&out);
+        assert_eq!(
+            read_indices(&dir.path().join("out/result.h5")),
+            (0..12).collect::<Vec<i64>>(),
+            "{flights} in flight"
+        );
+        assert_eq!(
+            images_done(&checkpoint),
+            12,
+            "{flights} in flight: finished images were not redone"
+        );
     }
-    child.kill().unwrap(); // SIGKILL: nothing gets to clean up
-    child.wait().unwrap();
-    let before = images_done(&checkpoint);
-    assert!(before < 12, "killed before the end ({before} done)");
-    assert!(!dir.path().join("out/result.h5").exists());
-    let out = hejob(&["--config", cfg.to_str().unwrap()], &[]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        read_indices(&dir.path().join("out/result.h5")),
-        (0..12).collect::<Vec<i64>>()
-    );
-    assert_eq!(
-        images_done(&checkpoint),
-        12,
-        "finished images were not redone"
-    );
+}
+
+/// Several runs in flight on a rank give what one run at a time gives: the same images, labels,
+/// plain logits bit for bit and HE predictions, on one rank and on two under `mpirun`; the
+/// result file says how many were in flight.
+#[test]
+fn runs_in_flight_give_the_results_of_one_run_at_a_time() {
+    let _serial = common::serial();
+    for packing in ["channel", "channel-fast-x2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = job_with(dir.path(), packing, "limit = 8\noffset = 40\n");
+        let cfg = cfg.to_str().unwrap();
+        let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        let (one, two, ranks) = (out("one.h5"), out("two.h5"), out("ranks.h5"));
+        let args = |output: &str, flights: &str| -> Vec<String> {
+            [
+                "--config",
+                cfg,
+                "--threads",
+                "2",
+                "--output",
+                output,
+                "--runs-in-flight",
+                flights,
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let run = |a: Vec<String>| common::hejob_command().args(a).output().unwrap();
+        succeeded(&run(args(&one, "1")));
+        succeeded(&run(args(&two, "2")));
+        succeeded(
+            &mpirun(
+                2,
+                &args(&ranks, "2")
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            )
+            .output()
+            .unwrap(),
+        );
+        let a = read_images(Path::new(&one));
+        for (path, ranks) in [(&two, 1), (&ranks, 2)] {
+            let b = read_images(Path::new(path));
+            assert_eq!(b.ranks, ranks, "{packing}");
+            assert_eq!(a.index, (40..48).collect::<Vec<i64>>(), "{packing}");
+            same_images(&a, &b, packing);
+            let f = hdf5::File::open(path).unwrap();
+            let flights = f
+                .attr("runs_in_flight")
+                .unwrap()
+                .read_scalar::<u64>()
+                .unwrap();
+            assert_eq!(flights, 2, "{packing}");
+        }
+        assert_eq!(a.he_pred, a.plain_pred, "{packing}");
+    }
 }
 
 #[test]
@@ -194,11 +261,24 @@ fn bad_jobs_fail_fast_with_their_own_message() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    std::fs::write(d.join("costs.json"), "{}").unwrap();
+    let not_costs = format!("limit = 1\ncosts = {:?}\n", d.join("costs.json"));
     let cases: Vec<(&str, &str)> = vec![
         ("unknown key", "limit = 1\nbatch_size = 3\n"),
         ("limit beyond the test set", "limit = 10001\n"),
         ("threads beyond the bound", "limit = 1\nthreads = 100000\n"),
         ("bad log level", "limit = 1\nlog_level = \"loud\"\n"),
+        (
+            "runs in flight a word",
+            "limit = 1\nruns_in_flight = \"many\"\n",
+        ),
+        ("runs in flight zero", "limit = 1\nruns_in_flight = 0\n"),
+        (
+            "runs in flight beyond the threads",
+            "limit = 1\nthreads = 2\nruns_in_flight = 3\n",
+        ),
+        ("memory budget negative", "limit = 1\nmemory_gb = -4\n"),
+        ("costs not a cost table", &not_costs),
     ];
     for (what, extra) in cases {
         let cfg = job(d, extra);
@@ -223,6 +303,19 @@ fn bad_jobs_fail_fast_with_their_own_message() {
                     "{e}"
                 )
             }
+            "runs in flight a word" => assert!(e.contains("\"many\" is not \"auto\""), "{e}"),
+            "runs in flight zero" => assert!(e.contains("runs in flight 0 is not"), "{e}"),
+            "runs in flight beyond the threads" => assert!(
+                e.contains("runs_in_flight 3 is more than the rank's 2 threads"),
+                "{e}"
+            ),
+            "memory budget negative" => {
+                assert!(e.contains("memory_gb -4 is not a positive number"), "{e}")
+            }
+            "costs not a cost table" => assert!(
+                e.contains("costs.json: not the output of `hejob bench-ops --json`"),
+                "{e}"
+            ),
             _ => assert!(e.contains("log_level \"loud\""), "{e}"),
         }
     }
@@ -353,6 +446,18 @@ fn read_images(path: &Path) -> Images {
     }
 }
 
+/// Two result files hold the same images, labels, plain logits (bit for bit) and predictions.
+fn same_images(a: &Images, b: &Images, what: &str) {
+    assert_eq!(a.index, b.index, "{what}");
+    assert_eq!(a.label, b.label, "{what}");
+    assert_eq!(
+        a.plain_logits, b.plain_logits,
+        "{what}: plain logits are exact"
+    );
+    assert_eq!(a.plain_pred, b.plain_pred, "{what}");
+    assert_eq!(a.he_pred, b.he_pred, "{what}");
+}
+
 fn succeeded(out: &Output) {
     assert!(
         out.status.success(),
@@ -398,14 +503,7 @@ fn two_mpi_ranks_give_the_results_of_one() {
         let (a, b) = (read_images(&one), read_images(&two));
         assert_eq!((a.ranks, b.ranks), (1, 2), "{packing}");
         assert_eq!(a.index, (20..26).collect::<Vec<i64>>(), "{packing}");
-        assert_eq!(a.index, b.index, "{packing}");
-        assert_eq!(a.label, b.label, "{packing}");
-        assert_eq!(
-            a.plain_logits, b.plain_logits,
-            "{packing}: plain logits are exact"
-        );
-        assert_eq!(a.plain_pred, b.plain_pred, "{packing}");
-        assert_eq!(a.he_pred, b.he_pred, "{packing}");
+        same_images(&a, &b, packing);
         assert_eq!(a.he_pred, a.plain_pred, "{packing}");
         // fresh keys and encryption noise: HE logits agree within the noise, not bit for bit
         for (x, y) in a.he_logits.iter().zip(&b.he_logits) {

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 offset: cli.offset,
                 output: cli.output,
                 threads: cli.threads,
+                runs_in_flight: cli.runs_in_flight,
             };
             // before MPI starts: the files the job will read or write over, probed
             if let Ok((file, _)) = job::config::JobFile::read(&config) {

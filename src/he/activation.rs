@@ -117,14 +117,8 @@ pub fn evaluate<B: Backend>(
             }
         })
     };
-    let terms: Vec<Option<B::Ct>> = {
-        use rayon::prelude::*;
-        (1..d + 1)
-            .into_par_iter()
-            .rev()
-            .map(term)
-            .collect::<Result<_, _>>()?
-    };
+    // highest power first
+    let terms: Vec<Option<B::Ct>> = crate::he::parallel::par_map(d, |i| term(d - i))?;
     let mut sum: Option<B::Ct> = None;
     for t in terms.into_iter().flatten() {
         exec.accumulate(&mut sum, t)?;

@@ -2,10 +2,12 @@
 //! rotation steps, predicted counts), the packings, and the client/server split around them.
 
 pub mod activation;
+pub mod cost;
 pub mod counts;
 pub mod exec;
 pub mod infer;
 pub mod packing;
+pub(crate) mod parallel;
 pub mod plan;
 
 use crate::model::{fold, Activation, Layer, LayerKind, Model, Shape};
@@ -16,6 +18,10 @@ use crate::seal::SealError;
 pub enum HeError {
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error(transparent)]
+    Cost(#[from] cost::CostError),
+    #[error(transparent)]
+    Pool(#[from] crate::pool::PoolError),
     #[error("layer {index} ({name}): {reason}")]
     Layer {
         index: usize,

@@ -5,6 +5,8 @@
 
 use serde::Serialize;
 
+use super::cost::trace::{self, Timing};
+use super::cost::OpCosts;
 use super::counts::{OpCounts, OpTally};
 use super::exec::{Exec, Symbolic};
 use super::packing::{Packing, PackingId, StageLog};
@@ -254,6 +256,31 @@ fn ladder(first: i32, depth: usize, scale_bits: u32, special: i32) -> Vec<i32> {
 /// slots). Measured errors on the test networks sit 25–1000× below it (README).
 pub fn tolerance(scale_bits: u32, gain: f64) -> f64 {
     2f64.powi(20 - scale_bits as i32) * (1.0 + gain)
+}
+
+/// The modelled time of one run of `plan` (of `net`) on `threads` threads while `others`
+/// threads of the node work on other runs, with every operation charged its cost in `costs`.
+pub fn run_timing(
+    plan: &Plan,
+    net: &Network,
+    costs: &OpCosts,
+    threads: usize,
+    others: usize,
+) -> Result<Timing, HeError> {
+    let n = plan.params.poly_modulus_degree;
+    let (run, timing) = trace::measure(costs, n, threads, others, || {
+        symbolic(plan.packing, net, plan.slots, plan.depth)
+    })?;
+    run?;
+    Ok(timing)
+}
+
+/// The peak bytes of ciphertexts and plaintexts of one run of `plan` on `threads` threads (a
+/// symbolic run on a pool of that size).
+pub fn run_peak_bytes(plan: &Plan, net: &Network, threads: usize) -> Result<u64, HeError> {
+    let pool = crate::pool::threads(threads)?;
+    let run = pool.install(|| symbolic(plan.packing, net, plan.slots, plan.depth))?;
+    Ok(run.peak_bytes)
 }
 
 struct SymbolicRun {

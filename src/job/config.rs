@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::JobError;
 use crate::data::{self, Dataset};
+use crate::he::cost::{Flight, OpCosts};
 use crate::he::packing::PackingId;
 use crate::place::writable_dir;
 
@@ -33,6 +34,17 @@ pub struct JobFile {
     /// Threads per rank (default: `$SLURM_CPUS_PER_TASK`, else the node's cores shared equally
     /// among the ranks on it).
     pub threads: Option<usize>,
+    /// Runs each rank evaluates at once, sharing its keys and stored weights, each on its share
+    /// of the rank's threads: a number, or `"auto"` (the default): the number the cost model
+    /// predicts to finish soonest within `memory_gb`.
+    #[serde(default)]
+    pub runs_in_flight: Flight,
+    /// Each rank's memory budget in GB (default: the Slurm allocation, else the cgroup limit,
+    /// else the machine's memory, shared among the node's ranks).
+    pub memory_gb: Option<f64>,
+    /// Operation costs for the cost model, as `hejob bench-ops --json` writes them (default:
+    /// the built-in table).
+    pub costs: Option<PathBuf>,
     /// The result file (HDF5).
     pub output: PathBuf,
     /// Folder for the per-rank checkpoints (default: `<output>.checkpoint/`).
@@ -48,6 +60,7 @@ pub struct Overrides {
     pub offset: Option<usize>,
     pub output: Option<PathBuf>,
     pub threads: Option<usize>,
+    pub runs_in_flight: Option<Flight>,
 }
 
 /// A checked job, ready to run.
@@ -59,6 +72,10 @@ pub struct Job {
     pub path: PathBuf,
     pub data_dir: PathBuf,
     pub threads: usize,
+    /// Each rank's memory budget in bytes, and where the figure comes from.
+    pub memory: (u64, String),
+    /// The operation costs the cost model uses.
+    pub costs: OpCosts,
     pub checkpoint_dir: PathBuf,
     /// The test images to evaluate, in order.
     pub indices: std::ops::Range<usize>,
@@ -104,6 +121,7 @@ impl Job {
         file.limit = overrides.limit.or(file.limit);
         file.offset = overrides.offset.unwrap_or(file.offset);
         file.threads = overrides.threads.or(file.threads);
+        file.runs_in_flight = overrides.runs_in_flight.unwrap_or(file.runs_in_flight);
         if let Some(o) = &overrides.output {
             file.output = o.clone();
         }
@@ -130,6 +148,26 @@ impl Job {
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
                     (cores / ranks_on_node.max(1)).max(1)
                 }),
+        };
+        if let Flight::Fixed(f) = file.runs_in_flight {
+            if f > threads {
+                return Err(fail(format!(
+                    "runs_in_flight {f} is more than the rank's {threads} threads"
+                )));
+            }
+        }
+        let ranks = ranks_on_node.max(1) as u64;
+        let memory = match file.memory_gb {
+            Some(g) if g.is_finite() && g > 0.0 => ((g * 1e9) as u64, "memory_gb".to_string()),
+            Some(g) => return Err(fail(format!("memory_gb {g} is not a positive number"))),
+            None => match crate::sys::node_memory() {
+                Some((bytes, source)) => (bytes / ranks, format!("{source} / {ranks} rank(s)")),
+                None => (u64::MAX, "no limit known".to_string()),
+            },
+        };
+        let costs = match &file.costs {
+            Some(c) => OpCosts::read(c).map_err(|e| fail(format!("costs: {e}")))?,
+            None => OpCosts::built_in(),
         };
         if !file.model.exists() {
             return Err(fail(format!(
@@ -201,6 +239,8 @@ impl Job {
             path: path.to_path_buf(),
             data_dir,
             threads,
+            memory,
+            costs,
             checkpoint_dir,
             fingerprint,
         };

@@ -28,6 +28,8 @@ pub struct JobResult<'a> {
     pub plan: &'a Plan,
     pub ranks: usize,
     pub threads: usize,
+    /// Runs each rank kept in flight.
+    pub runs_in_flight: usize,
     pub start: String,
     pub end: String,
     /// Every image once, in test-set order.
@@ -152,6 +154,9 @@ impl JobResult<'_> {
         f.new_attr::<u64>()
             .create("threads_per_rank")?
             .write_scalar(&(self.threads as u64))?;
+        f.new_attr::<u64>()
+            .create("runs_in_flight")?
+            .write_scalar(&(self.runs_in_flight as u64))?;
         write_str(f, "hejob_version", env!("CARGO_PKG_VERSION"))?;
         write_str(f, "hejob_build", env!("HEJOB_BUILD"))?;
         write_str(f, "start_time", &self.start)?;

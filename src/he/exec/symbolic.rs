@@ -1,11 +1,14 @@
 //! The symbolic backend: ciphertexts are levels and the memory a real one would hold; rotation
-//! steps are collected, nothing is computed. The planner's execution.
+//! steps are collected, nothing is computed; under a cost trace each operation is charged its
+//! measured cost. The planner's and the cost model's execution.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{ct_bytes, pt_bytes, Backend, Key, Store, R};
+use crate::he::cost::trace::{charge, charge_setup};
+use crate::he::cost::Op;
 
 /// Bytes of live symbolic values, and their peak: what the real evaluation would hold in
 /// ciphertexts and plaintexts (keys excluded) with the same interleaving of threads.
@@ -188,10 +191,12 @@ impl Backend for Symbolic {
     }
 
     fn encode(&self, values: &[f64], level: usize, _scale: f64) -> R<SymPt> {
+        charge(Op::Encode, level + 1, 1);
         Ok(self.pt(level, values.iter().all(|v| *v == 0.0)))
     }
 
     fn encode_scalar(&self, value: f64, level: usize, _scale: f64) -> R<SymPt> {
+        charge(Op::EncodeScalar, level + 1, 1);
         Ok(self.pt(level, value == 0.0))
     }
 
@@ -203,41 +208,54 @@ impl Backend for Symbolic {
         _values: impl FnOnce() -> Vec<f64>,
     ) -> R<Arc<SymPt>> {
         let bytes = pt_bytes(self.slots, level);
-        self.store
-            .get_or_insert(key, level, bytes, || Ok(SymPt::stored(level)))
+        self.store.get_or_insert(key, level, bytes, || {
+            charge_setup(Op::Encode, level + 1);
+            Ok(SymPt::stored(level))
+        })
     }
 
     fn copy(&self, a: &SymCt) -> R<SymCt> {
+        charge(Op::Copy, a.level + 1, 1);
         Ok(self.sym(a.level))
     }
 
-    fn add_assign(&self, _acc: &mut SymCt, _b: &SymCt) -> R<()> {
+    fn add_assign(&self, acc: &mut SymCt, _b: &SymCt) -> R<()> {
+        charge(Op::Add, acc.level + 1, 1);
         Ok(())
     }
 
-    fn add_plain_assign(&self, _acc: &mut SymCt, _p: &SymPt) -> R<()> {
+    fn add_plain_assign(&self, acc: &mut SymCt, _p: &SymPt) -> R<()> {
+        charge(Op::AddPlain, acc.level + 1, 1);
         Ok(())
     }
 
     fn multiply_plain(&self, a: &SymCt, _p: &SymPt) -> R<SymCt> {
+        charge(Op::MultiplyPlain, a.level + 1, 1);
         Ok(self.sym(a.level))
     }
 
     fn multiply(&self, a: &SymCt, _b: &SymCt) -> R<SymCt> {
+        charge(Op::Multiply, a.level + 1, 1);
         Ok(self.sym(a.level))
     }
 
     fn square(&self, a: &SymCt) -> R<SymCt> {
+        charge(Op::Square, a.level + 1, 1);
         Ok(self.sym(a.level))
     }
 
     fn rescale(&self, a: &mut SymCt) -> R<()> {
+        charge(Op::Rescale, a.level + 1, 1);
         a.level -= 1;
         a.mem.resize(ct_bytes(self.slots, a.level));
         Ok(())
     }
 
     fn mod_switch_to(&self, a: &mut SymCt, level: usize) -> R<()> {
+        // SEAL drops one prime at a time
+        for from in level + 1..=a.level {
+            charge(Op::ModSwitch, from + 1, 1);
+        }
         a.level = level;
         a.mem.resize(ct_bytes(self.slots, level));
         Ok(())
@@ -248,14 +266,19 @@ impl Backend for Symbolic {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(step);
+        charge(Op::Rotate, a.level + 1, 1);
         Ok(self.sym(a.level))
     }
 
     fn to_raw(&self, a: SymCt) -> R<SymCt> {
+        charge(Op::ToRaw, a.level + 1, 1);
         Ok(a)
     }
 
     fn dot_scalars(&self, terms: &[(&SymCt, f64)], _scale: f64) -> R<SymCt> {
+        let primes = terms[0].0.level + 1;
+        charge(Op::DotBase, primes, 1);
+        charge(Op::DotTerm, primes, terms.len());
         Ok(self.sym(terms[0].0.level))
     }
 

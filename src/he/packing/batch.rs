@@ -12,10 +12,11 @@
 
 use std::time::Instant;
 
-use super::{affine, dense_flat, par_map, Packing, Stage, StageLog};
+use super::{affine, dense_flat, Packing, Stage, StageLog};
 use crate::he::activation;
 use crate::he::counts::OpTally;
 use crate::he::exec::{Backend, Exec};
+use crate::he::parallel::{par_each, par_map};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, Conv, Layer, LayerKind, Shape};
 
@@ -83,7 +84,7 @@ impl Packing for BatchAxis {
                     let groups: Vec<Vec<B::Ct>> = (0..shape_in.c)
                         .map(|_| rest.by_ref().take(plane).collect())
                         .collect();
-                    let channels = super::par_each(groups, |ch, c| {
+                    let channels = par_each(groups, |ch, c| {
                         let shape = Shape::new(1, shape_in.h, shape_in.w);
                         Ok(channel_layer(exec, &layers[0], c, shape, ch)
                             .map_err(|e| e.at_layer(i, &layers[0].name))?
@@ -330,7 +331,7 @@ impl<'n, B: Backend> ConvStage<'n, B> {
         let (before, start) = (exec.tally(), Instant::now());
         for (y, row) in arrived {
             let cells: Vec<B::Ct> = row.into_iter().flatten().collect();
-            let raw = super::par_each(cells, |ct, _| exec.to_raw(ct))?;
+            let raw = par_each(cells, |ct, _| exec.to_raw(ct))?;
             for (k, cell) in raw.into_iter().enumerate() {
                 let (i, x) = (k / shape_in.w, k % shape_in.w);
                 self.input[(i * shape_in.h + y) * shape_in.w + x] = Some(cell);
@@ -459,7 +460,7 @@ fn channel_layer<B: Backend>(
     match &layer.kind {
         LayerKind::BatchNorm(bn) => {
             let (m, off) = bn.affine(c);
-            let out = super::par_each(ch, |ct, _| affine(exec, ct, m, off, &scalar))?;
+            let out = par_each(ch, |ct, _| affine(exec, ct, m, off, &scalar))?;
             Ok((out, shape))
         }
         LayerKind::Activation(Activation::Poly(coeffs), _) => {

@@ -8,9 +8,10 @@
 use std::sync::Arc;
 
 use super::grid::{sum_progression, Grid};
-use super::{affine, dense_flat, par_each, par_map, Packing, StageLog};
+use super::{affine, dense_flat, Packing, StageLog};
 use crate::he::activation;
 use crate::he::exec::{Backend, Exec};
+use crate::he::parallel::{par_each, par_map};
 use crate::he::{HeError, Network};
 use crate::model::{Activation, Layer, LayerKind};
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counts::{OpCounts, OpTally};
 use super::exec::{Backend, Exec, Prepare, Real, Store};
+use super::parallel::{par_each, par_map};
 use super::{HeError, Network};
 use crate::model::Dense;
 use crate::seal::{Ciphertext, Client, Context, Encryptor, Evaluator, Plaintext};
@@ -345,28 +346,6 @@ pub fn decrypt_run(
         .map(|c| Ok(client.decrypt(c)?))
         .collect::<Result<Vec<_>, HeError>>()?;
     Ok(packing.logits(net, &slots, images))
-}
-
-/// Runs `f` for every index in parallel and collects the results in order.
-pub(crate) fn par_map<T: Send>(
-    n: usize,
-    f: impl Fn(usize) -> Result<T, HeError> + Sync + Send,
-) -> Result<Vec<T>, HeError> {
-    use rayon::prelude::*;
-    (0..n).into_par_iter().map(f).collect()
-}
-
-/// Consumes `items`, applying `f(item, index)` to each in parallel, results in order.
-pub(crate) fn par_each<T: Send, U: Send>(
-    items: Vec<T>,
-    f: impl Fn(T, usize) -> Result<U, HeError> + Sync + Send,
-) -> Result<Vec<U>, HeError> {
-    use rayon::prelude::*;
-    items
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, t)| f(t, i))
-        .collect()
 }
 
 /// A dense layer on replicated values: `out_u = Σ_f w[u][f]·x_f + b_u`, all scalar products,

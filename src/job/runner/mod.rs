@@ -1,14 +1,15 @@
 //! Runs a job over MPI ranks: rank 0 plans, checks the checkpoints, generates the keys and
 //! broadcasts the public ones; every rank encrypts and evaluates its shard with all its
-//! threads; rank 0 decrypts each finished run as it arrives, appends it to the evaluating
-//! rank's checkpoint, and writes the result file at the end. Started without a launcher it is
-//! the same job on a single rank.
+//! threads, several runs in flight at once where the cost model says that is faster; rank 0
+//! decrypts each finished run as it arrives, appends it to the evaluating rank's checkpoint,
+//! and writes the result file at the end. Started without a launcher it is the same job on a
+//! single rank.
 
 mod world;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -22,6 +23,7 @@ use super::lock::OutputLock;
 use super::results::{self, JobResult};
 use super::JobError;
 use crate::data::Images;
+use crate::he::cost::{self, Layout};
 use crate::he::infer::{ImageRecord, Owner, RunOutput, Worker};
 use crate::he::packing::{Evaluation, PackingId};
 use crate::he::{plan, HeError, Network};
@@ -48,6 +50,7 @@ enum Setup {
         shards: Vec<Vec<Vec<usize>>>,
         public_key_bytes: usize,
         evaluation_key_pieces: usize,
+        runs_in_flight: usize,
     },
 }
 
@@ -178,6 +181,7 @@ impl Ctx<'_> {
             self.world.size(),
             self.job.threads
         );
+        let mut flights = 1;
         let plan = if todo.is_empty() {
             self.world.broadcast(Some(Setup::Idle.to_bytes(&[])));
             plan
@@ -194,6 +198,7 @@ impl Ctx<'_> {
                 keygen.elapsed().as_secs_f64()
             );
             let shards = shard(&todo, owner.plan.images_per_run, self.world.size());
+            flights = self.flights(&owner.plan, todo.len())?;
             if self.world.size() > 1 {
                 let public = owner.public_key().to_bytes()?;
                 let setup = Setup::Work {
@@ -202,6 +207,7 @@ impl Ctx<'_> {
                     shards: shards.clone(),
                     public_key_bytes: public.len(),
                     evaluation_key_pieces: keys.piece_count(),
+                    runs_in_flight: flights,
                 };
                 self.world.broadcast(Some(setup.to_bytes(&[&public])));
                 let sent = self.send_keys(&keys)?;
@@ -212,7 +218,8 @@ impl Ctx<'_> {
                 );
             }
             let worker = owner.worker(keys)?;
-            self.collect(&owner, &worker, &shards[0], todo.len(), &mut state)?;
+            let pools = pools(self.job.threads, flights)?;
+            self.collect(&owner, &worker, &shards[0], &pools, todo.len(), &mut state)?;
             owner.plan
         };
         let records: Vec<(usize, ImageRecord)> = self
@@ -236,6 +243,7 @@ impl Ctx<'_> {
             plan: &plan,
             ranks: self.world.size(),
             threads: self.job.threads,
+            runs_in_flight: flights,
             start: results::utc(start),
             end: results::utc(SystemTime::now()),
             records: &records,
@@ -246,13 +254,45 @@ impl Ctx<'_> {
         Ok(summary)
     }
 
-    /// Rank 0: evaluates `own` runs on a second thread while this (MPI) thread decrypts and
-    /// checkpoints every finished run, its own and the workers', until all are in.
+    /// Rank 0: the runs each rank keeps in flight (the job's number, or the cost model's
+    /// choice), with the model's prediction for this job logged.
+    fn flights(&self, plan: &plan::Plan, images: usize) -> Result<usize, JobError> {
+        let on_node = self.world.ranks_on_node().max(1);
+        let layout = Layout {
+            threads: self.job.threads,
+            ranks: on_node,
+            nodes: self.world.size().div_ceil(on_node),
+            images,
+            memory_bytes: self.job.memory.0,
+            flight: self.job.file.runs_in_flight,
+        };
+        let p = cost::predict(plan, self.net, &self.job.costs, &layout)?;
+        log::info!(
+            "cost model ({}): {} run(s) in flight × {} thread(s), {} per run, {:.4} images/s \
+             per rank, {} for {} images, peak {:.2} GB per rank (budget {:.1} GB: {})",
+            self.job.costs.source,
+            p.runs_in_flight,
+            p.threads_per_run,
+            cost::duration(p.latency_s),
+            p.images_per_s,
+            cost::duration(p.wall_s),
+            images,
+            p.peak_rss_gb,
+            p.memory_budget_gb,
+            self.job.memory.1
+        );
+        Ok(p.runs_in_flight)
+    }
+
+    /// Rank 0: evaluates `own` runs on its `pools` (one run in flight each) on other threads
+    /// while this (MPI) thread decrypts and checkpoints every finished run, its own and the
+    /// workers', until all are in.
     fn collect(
         &self,
         owner: &Owner,
         worker: &Worker,
         own: &[Vec<usize>],
+        pools: &[rayon::ThreadPool],
         total: usize,
         state: &mut Collected,
     ) -> Result<(), JobError> {
@@ -260,19 +300,7 @@ impl Ctx<'_> {
         let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
         let mut failures: Vec<String> = Vec::new();
         std::thread::scope(|s| {
-            s.spawn(|| {
-                for run in own {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let out = self.pool.install(|| worker.run(self.images, run));
-                    let failed = out.is_err();
-                    if tx.send(out).is_err() || failed {
-                        break;
-                    }
-                }
-                drop(tx);
-            });
+            s.spawn(|| fly(worker, self.images, own, pools, &stop, tx));
             let gathered = self.gather(owner, &rx, total, state, &mut failures);
             if gathered.is_err() {
                 stop.store(true, Ordering::Relaxed);
@@ -428,6 +456,7 @@ impl Ctx<'_> {
                 shards,
                 public_key_bytes,
                 evaluation_key_pieces,
+                runs_in_flight,
             } => {
                 let result = self
                     .join(
@@ -436,7 +465,10 @@ impl Ctx<'_> {
                         (public_key_bytes, tail),
                         evaluation_key_pieces,
                     )
-                    .and_then(|worker| self.evaluate_shard(&worker, &shards[self.world.rank()]));
+                    .and_then(|worker| {
+                        let pools = pools(self.job.threads, runs_in_flight)?;
+                        self.evaluate_shard(&worker, &shards[self.world.rank()], &pools)
+                    });
                 self.world.report(&match &result {
                     Ok(()) => Report::Done,
                     Err(e) => Report::Failed(e.to_string()),
@@ -498,17 +530,86 @@ impl Ctx<'_> {
         Ok((context, public))
     }
 
-    /// A worker rank's shard: each run encrypted, evaluated and sent back.
-    fn evaluate_shard(&self, worker: &Worker, runs: &[Vec<usize>]) -> Result<(), JobError> {
+    /// A worker rank's shard: each run encrypted and evaluated on one of `pools` (one run in
+    /// flight each), and sent back by this (MPI) thread as it finishes. After a failure no new
+    /// run starts, but every run that finishes is still sent.
+    fn evaluate_shard(
+        &self,
+        worker: &Worker,
+        runs: &[Vec<usize>],
+        pools: &[rayon::ThreadPool],
+    ) -> Result<(), JobError> {
         let total = runs.iter().map(Vec::len).sum();
         let mut progress = Progress::new(format!("rank {}", self.world.rank()), total);
-        for run in runs {
-            let out = self.pool.install(|| worker.run(self.images, run))?;
-            self.world.report(&Report::Result(out.to_bytes()?));
-            progress.add(run.len());
-        }
-        Ok(())
+        let stop = AtomicBool::new(false);
+        let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
+        std::thread::scope(|s| {
+            s.spawn(|| fly(worker, self.images, runs, pools, &stop, tx));
+            let mut failure: Option<JobError> = None;
+            for out in rx {
+                let sent = out.map_err(JobError::from).and_then(|out| {
+                    self.world.report(&Report::Result(out.to_bytes()?));
+                    Ok(out.images.len())
+                });
+                match sent {
+                    Ok(n) => progress.add(n),
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            failure.map_or(Ok(()), Err)
+        })
     }
+}
+
+/// `threads` shared out among `flights` pools (the first ones a thread more where they do not
+/// divide evenly): one per run in flight.
+fn pools(threads: usize, flights: usize) -> Result<Vec<rayon::ThreadPool>, JobError> {
+    let flights = flights.clamp(1, threads.max(1));
+    (0..flights)
+        .map(|i| {
+            let share = cost::trace::task_threads(threads, flights, i);
+            Ok(crate::pool::threads(share)?)
+        })
+        .collect()
+}
+
+/// Evaluates `runs` with one run in flight per pool, all sharing `worker` (its keys and stored
+/// weights); each finished run, or a failure, goes to `tx` as it comes. A run starts only while
+/// `stop` is unset; a failure sets it.
+fn fly(
+    worker: &Worker,
+    images: &Images,
+    runs: &[Vec<usize>],
+    pools: &[rayon::ThreadPool],
+    stop: &AtomicBool,
+    tx: mpsc::Sender<Result<RunOutput, HeError>>,
+) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for pool in pools {
+            let tx = tx.clone();
+            let next = &next;
+            s.spawn(move || loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                let out = pool.install(|| worker.run(images, run));
+                if out.is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+                if tx.send(out).is_err() {
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+            });
+        }
+    });
 }
 
 /// Splits `todo` into runs of at most `per_run` images, of near-equal sizes and at least one

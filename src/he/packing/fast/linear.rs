@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::grid::Grid;
-use super::super::par_map;
 use super::layout::{Feature, Layout, Place, Planes};
 use crate::he::exec::{Backend, Exec};
+use crate::he::parallel::{par_each, par_map, width};
 use crate::he::HeError;
 use crate::model::{Conv, Dense};
 
@@ -64,7 +64,7 @@ pub(super) fn bsgs<B: Backend>(
     let groups: Vec<((usize, i64), Vec<usize>)> = groups.into_iter().collect();
     // each group's products in up to one chunk per thread, so that a few large groups still
     // keep every thread busy; the chunks' sums are added before the group's one rotation
-    let threads = rayon::current_num_threads().max(1);
+    let threads = width();
     let chunks: Vec<(usize, &[usize])> = groups
         .iter()
         .enumerate()
@@ -92,7 +92,7 @@ pub(super) fn bsgs<B: Backend>(
     for ((g, _), p) in chunks.iter().zip(partial) {
         per_group[*g].extend(p);
     }
-    let sums = super::super::par_each(per_group, |parts, g| {
+    let sums = par_each(per_group, |parts, g| {
         let giant = groups[g].0 .1;
         let mut acc = None;
         for p in parts {

@@ -19,9 +19,10 @@ mod layout;
 mod linear;
 
 use super::grid::sum_progression;
-use super::{par_each, Packing, StageLog};
+use super::{Packing, StageLog};
 use crate::he::activation;
 use crate::he::exec::{interleave, lane, Backend, Exec};
+use crate::he::parallel::par_each;
 use crate::he::{HeError, Network};
 use crate::model::{Activation, LayerKind};
 use layout::Layout;
