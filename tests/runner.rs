@@ -844,7 +844,8 @@ fn damaged_edited_duplicated_and_orphan_checkpoint_records_are_found_and_only_th
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = job(d, "limit = 6\n");
+    // one run at a time: the cases below name checkpoint lines by position
+    let cfg = job(d, "limit = 6\nruns_in_flight = 1\n");
     let result = d.join("out/result.h5");
     let checkpoint = d.join("out/result.h5.checkpoint/rank-0.jsonl");
     let run = || {
