@@ -166,68 +166,65 @@ pub fn cost_curve(n: u64, budget: Duration) -> Result<Curve> {
         let b = client.encrypt(&values, level, scale)?;
         let p = ev.encode(&values, level, scale)?;
         let raw = a.to_raw()?;
-        let mut time = |op: Op, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-            ms.entry(op).or_default().push(median_ms(budget, f)?);
-            Ok(())
-        };
-        time(Op::Encode, &mut || {
-            ev.encode(&values, level, scale).map(drop)
-        })?;
-        time(Op::EncodeScalar, &mut || {
-            ev.encode_scalar(0.5, level, scale).map(drop)
-        })?;
-        time(Op::Encrypt, &mut || {
-            client.encryptor().encrypt_plain(&p).map(drop)
-        })?;
-        time(Op::Decrypt, &mut || client.decrypt(&a).map(drop))?;
-        time(Op::Copy, &mut || a.try_clone().map(drop))?;
-        time(Op::Add, &mut || ev.add(&a, &b).map(drop))?;
-        time(Op::AddPlain, &mut || ev.add_plain(&a, &p).map(drop))?;
-        time(Op::MultiplyPlain, &mut || {
-            ev.multiply_plain(&a, &p).map(drop)
-        })?;
-        time(Op::Multiply, &mut || {
-            ev.relinearize(&mut ev.multiply(&a, &b)?)
-        })?;
-        time(Op::Square, &mut || ev.relinearize(&mut ev.square(&a)?))?;
-        let mut drop_one = |op: Op, rescale: bool| -> Result<()> {
+        let mut put = |op: Op, value: f64| ms.entry(op).or_default().push(value);
+        let time = |f: &mut dyn FnMut() -> Result<()>| median_ms(budget, f);
+        put(
+            Op::Encode,
+            time(&mut || ev.encode(&values, level, scale).map(drop))?,
+        );
+        put(
+            Op::EncodeScalar,
+            time(&mut || ev.encode_scalar(0.5, level, scale).map(drop))?,
+        );
+        put(
+            Op::Encrypt,
+            time(&mut || client.encryptor().encrypt_plain(&p).map(drop))?,
+        );
+        put(Op::Decrypt, time(&mut || client.decrypt(&a).map(drop))?);
+        put(Op::Copy, time(&mut || a.try_clone().map(drop))?);
+        put(Op::Add, time(&mut || ev.add(&a, &b).map(drop))?);
+        put(Op::AddPlain, time(&mut || ev.add_plain(&a, &p).map(drop))?);
+        put(
+            Op::MultiplyPlain,
+            time(&mut || ev.multiply_plain(&a, &p).map(drop))?,
+        );
+        put(
+            Op::Multiply,
+            time(&mut || ev.relinearize(&mut ev.multiply(&a, &b)?))?,
+        );
+        put(
+            Op::Square,
+            time(&mut || ev.relinearize(&mut ev.square(&a)?))?,
+        );
+        // rescale and mod-switch drop a prime: nothing to drop at one
+        let drop_one = |rescale: bool| -> Result<f64> {
             if level == 0 {
-                ms.entry(op).or_default().push(0.0);
-                return Ok(());
+                return Ok(0.0);
             }
-            ms.entry(op).or_default().push(median_ms(budget, &mut || {
+            time(&mut || {
                 let mut c = a.try_clone()?;
                 match rescale {
                     true => ev.rescale(&mut c),
                     false => ev.mod_switch_to(&mut c, level - 1),
                 }
-            })?);
-            Ok(())
+            })
         };
-        drop_one(Op::Rescale, true)?;
-        drop_one(Op::ModSwitch, false)?;
-        let mut time = |op: Op, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
-            ms.entry(op).or_default().push(median_ms(budget, f)?);
-            Ok(())
-        };
-        time(Op::Rotate, &mut || ev.rotate(&a, 1).map(drop))?;
-        time(Op::ToRaw, &mut || a.to_raw().map(drop))?;
+        put(Op::Rescale, drop_one(true)?);
+        put(Op::ModSwitch, drop_one(false)?);
+        put(Op::Rotate, time(&mut || ev.rotate(&a, 1).map(drop))?);
+        put(Op::ToRaw, time(&mut || a.to_raw().map(drop))?);
         // a fused sum of one term and of 33: the difference is 32 terms' work
         const TERMS: usize = 33;
         let dot = |n: usize| -> Result<f64> {
             let terms = vec![(&raw, 0.5); n];
-            median_ms(budget, &mut || ev.dot_scalars(&terms, scale).map(drop))
+            time(&mut || ev.dot_scalars(&terms, scale).map(drop))
         };
         let (one, many) = (dot(1)?, dot(TERMS)?);
         let term = ((many - one) / (TERMS - 1) as f64).max(0.0);
-        ms.entry(Op::DotTerm).or_default().push(term);
-        ms.entry(Op::DotBase)
-            .or_default()
-            .push((one - term).max(0.0));
+        put(Op::DotTerm, term);
+        put(Op::DotBase, (one - term).max(0.0));
         let quadratic = (k * (k + 1)) as f64 / (most * (most + 1)) as f64;
-        ms.entry(Op::Keygen)
-            .or_default()
-            .push(keygen_ms * quadratic);
+        put(Op::Keygen, keygen_ms * quadratic);
     }
     let top = client.encrypt(&values, most - 1, scale)?;
     let slowdown = slowdown(&ev, &top, budget)?;

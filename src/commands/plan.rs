@@ -65,7 +65,7 @@ fn layout(a: &PlanArgs) -> Result<Layout, UsageError> {
     let memory_bytes = match a.memory_gb {
         Some(g) if g.is_finite() && g > 0.0 => (g * 1e9) as u64,
         Some(g) => return Err(bad("memory-gb", g.to_string(), "a positive number")),
-        None => crate::sys::node_memory().map_or(u64::MAX, |(b, _)| b) / a.ranks as u64,
+        None => cost::rank_memory(a.ranks).0,
     };
     Ok(Layout {
         threads,

@@ -156,14 +156,10 @@ impl Job {
                 )));
             }
         }
-        let ranks = ranks_on_node.max(1) as u64;
         let memory = match file.memory_gb {
             Some(g) if g.is_finite() && g > 0.0 => ((g * 1e9) as u64, "memory_gb".to_string()),
             Some(g) => return Err(fail(format!("memory_gb {g} is not a positive number"))),
-            None => match crate::sys::node_memory() {
-                Some((bytes, source)) => (bytes / ranks, format!("{source} / {ranks} rank(s)")),
-                None => (u64::MAX, "no limit known".to_string()),
-            },
+            None => crate::he::cost::rank_memory(ranks_on_node),
         };
         let costs = match &file.costs {
             Some(c) => OpCosts::read(c).map_err(|e| fail(format!("costs: {e}")))?,

@@ -72,6 +72,16 @@ impl std::str::FromStr for Flight {
     }
 }
 
+/// Each of a node's `ranks` ranks' share of the memory the node grants the job
+/// ([`crate::sys::node_memory`]), and where the figure comes from; no limit when none is known.
+pub fn rank_memory(ranks: usize) -> (u64, String) {
+    let ranks = ranks.max(1) as u64;
+    match crate::sys::node_memory() {
+        Some((bytes, source)) => (bytes / ranks, format!("{source} / {ranks} rank(s)")),
+        None => (u64::MAX, "no limit known".to_string()),
+    }
+}
+
 /// A job's layout: what the model predicts for.
 #[derive(Clone, Debug)]
 pub struct Layout {

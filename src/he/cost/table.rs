@@ -249,13 +249,16 @@ impl OpCosts {
     /// Seconds of one `op` at ring degree `n` on an operand of `primes` primes (the smoothed
     /// curve; never below zero).
     pub fn seconds(&self, op: Op, n: u64, primes: usize) -> Result<f64, CostError> {
-        let source_name = self.source.to_string();
         let ops = self.fits.get(&n).ok_or_else(|| CostError::NoDegree {
-            source_name: source_name.clone(),
+            source_name: self.source.to_string(),
             n,
             have: self.fits.keys().copied().collect(),
         })?;
-        let [a, b, c] = ops.get(&op).ok_or(CostError::NoOp { source_name, op, n })?;
+        let [a, b, c] = ops.get(&op).ok_or_else(|| CostError::NoOp {
+            source_name: self.source.to_string(),
+            op,
+            n,
+        })?;
         let k = primes as f64;
         Ok((a + b * k + c * k * k).max(0.0) / 1e3)
     }
