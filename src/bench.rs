@@ -127,6 +127,15 @@ pub fn bench_ops(params: &CkksParams, budget: Duration) -> Result<OpBench> {
     })
 }
 
+/// Bytes that operands streamed from memory cycle through when timed: four times a large
+/// last-level cache, so that each is read from memory as in an evaluation.
+const COLD_BYTES: usize = 128 << 20;
+
+/// How many operands of `bytes` each fill [`COLD_BYTES`].
+fn cold_count(bytes: usize) -> usize {
+    COLD_BYTES.div_ceil(bytes.max(1)).max(1)
+}
+
 /// The prime counts a cost curve is measured at, up to `most`.
 fn curve_points(most: usize) -> Vec<usize> {
     let mut points: Vec<usize> = [1, 2, 3, 4, 6, 8, 11, 16, 22]
@@ -165,7 +174,20 @@ pub fn cost_curve(n: u64, budget: Duration) -> Result<Curve> {
         let a = client.encrypt(&values, level, scale)?;
         let b = client.encrypt(&values, level, scale)?;
         let p = ev.encode(&values, level, scale)?;
-        let raw = a.to_raw()?;
+        // weights and the inputs of fused sums stream from memory in an evaluation: those
+        // operands cycle through more of it than a cache holds
+        let ct_bytes = 2 * k * n as usize * 8;
+        let plains = (0..cold_count(ct_bytes / 2))
+            .map(|_| ev.encode(&values, level, scale))
+            .collect::<Result<Vec<_>>>()?;
+        let raws = (0..cold_count(ct_bytes))
+            .map(|_| a.to_raw())
+            .collect::<Result<Vec<_>>>()?;
+        let mut next = 0usize;
+        let mut cycle = |len: usize| {
+            next = next.wrapping_add(1);
+            next % len
+        };
         let mut put = |op: Op, value: f64| ms.entry(op).or_default().push(value);
         let time = |f: &mut dyn FnMut() -> Result<()>| median_ms(budget, f);
         put(
@@ -182,11 +204,26 @@ pub fn cost_curve(n: u64, budget: Duration) -> Result<Curve> {
         );
         put(Op::Decrypt, time(&mut || client.decrypt(&a).map(drop))?);
         put(Op::Copy, time(&mut || a.try_clone().map(drop))?);
-        put(Op::Add, time(&mut || ev.add(&a, &b).map(drop))?);
-        put(Op::AddPlain, time(&mut || ev.add_plain(&a, &p).map(drop))?);
+        // sums go into an accumulator in place, as in an evaluation
+        let mut sum = a.try_clone()?;
+        put(Op::Add, time(&mut || ev.add_assign(&mut sum, &b))?);
+        put(
+            Op::AddPlain,
+            time(&mut || ev.add_plain_assign(&mut sum, &plains[cycle(plains.len())]))?,
+        );
         put(
             Op::MultiplyPlain,
-            time(&mut || ev.multiply_plain(&a, &p).map(drop))?,
+            time(&mut || {
+                ev.multiply_plain(&a, &plains[cycle(plains.len())])
+                    .map(drop)
+            })?,
+        );
+        let mut acc = ev
+            .multiply_plain(&a, &p)?
+            .expect("the values are not all zero");
+        put(
+            Op::MultiplyPlainAdd,
+            time(&mut || ev.multiply_plain_add(&mut acc, &a, &plains[cycle(plains.len())]))?,
         );
         put(
             Op::Multiply,
@@ -215,9 +252,11 @@ pub fn cost_curve(n: u64, budget: Duration) -> Result<Curve> {
         put(Op::ToRaw, time(&mut || a.to_raw().map(drop))?);
         // a fused sum of one term and of 33: the difference is 32 terms' work
         const TERMS: usize = 33;
-        let dot = |n: usize| -> Result<f64> {
-            let terms = vec![(&raw, 0.5); n];
-            time(&mut || ev.dot_scalars(&terms, scale).map(drop))
+        let mut dot = |n: usize| -> Result<f64> {
+            time(&mut || {
+                let terms: Vec<_> = (0..n).map(|_| (&raws[cycle(raws.len())], 0.5)).collect();
+                ev.dot_scalars(&terms, scale).map(drop)
+            })
         };
         let (one, many) = (dot(1)?, dot(TERMS)?);
         let term = ((many - one) / (TERMS - 1) as f64).max(0.0);
@@ -253,20 +292,22 @@ fn slowdown(
 ) -> Result<Vec<(usize, f64)>> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let p = ev.encode_scalar(0.5, a.level(), 2f64.powi(4))?;
-    let mix = || -> Result<()> {
-        ev.rotate(a, 1)?;
-        ev.multiply_plain(a, &p)?;
-        ev.add(a, a).map(drop)
+    // as an evaluation does them: a rotation into a fresh ciphertext, its product by a
+    // plaintext added into an accumulator
+    let mix = |acc: &mut crate::seal::Ciphertext| -> Result<()> {
+        let r = ev.rotate(a, 1)?;
+        ev.multiply_plain_add(acc, &r, &p)
     };
     let per_call = |threads: usize| -> Result<f64> {
         let times: Vec<Result<f64>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(|| -> Result<f64> {
+                        let mut acc = ev.multiply_plain(a, &p)?.expect("0.5 is not zero");
                         let start = Instant::now();
                         let mut calls = 0u32;
                         while calls < 3 || start.elapsed() < budget {
-                            mix()?;
+                            mix(&mut acc)?;
                             calls += 1;
                         }
                         Ok(start.elapsed().as_secs_f64() / calls as f64)

@@ -91,6 +91,10 @@ pub enum Command {
     /// out as the keys' packing reads them, into a file for the cluster (ciphertexts and the
     /// images' indices; never pixels or labels).
     Encrypt(EncryptArgs),
+    /// Private mode, on the key owner's machine: decrypt the logits of a private-mode job's
+    /// result file and compare them with the plaintext network, completing the file (or
+    /// writing a new one) so that it reads as a measuring-mode result.
+    Decrypt(DecryptArgs),
     /// (Internal) read an HDF5 file as a model, a result or an output, in a child process that
     /// may crash on a damaged file without taking the command down.
     #[command(name = "probe-hdf5", hide = true)]
@@ -473,6 +477,26 @@ pub struct EncryptArgs {
     /// The encrypted inputs file (HDF5): a new file, never written over.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// The arguments of `hejob decrypt`.
+#[derive(Debug, clap::Args)]
+pub struct DecryptArgs {
+    /// The key folder the job's inputs were encrypted for; its secret key is read.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// The private-mode job's result file, completed in place (through a temporary file and a
+    /// rename) unless --out is given.
+    #[arg(long)]
+    pub result: PathBuf,
+    /// Write the decrypted result here instead: a new file, never written over.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The model the keys were made for, where it is not where `keys new` read it.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

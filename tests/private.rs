@@ -249,3 +249,173 @@ fn key_folders_and_uploads_refuse_what_was_not_made_for_them() {
         "{err}"
     );
 }
+
+/// A result file's images: index, label, plain and HE predictions, plain logits.
+type Columns = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>, Vec<f64>);
+
+fn columns(path: &Path) -> Columns {
+    let f = hdf5::File::open(path).unwrap();
+    let int = |name: &str| f.dataset(name).unwrap().read_raw::<i64>().unwrap();
+    (
+        int("index"),
+        int("label"),
+        int("plain_pred"),
+        int("he_pred"),
+        f.dataset("plain_logits")
+            .unwrap()
+            .read_raw::<f64>()
+            .unwrap(),
+    )
+}
+
+/// The private-mode workflow end to end: keys and inputs made on the owner's side, a job that
+/// runs on one rank and on two under `mpirun` with a key folder whose secret key is gone, the
+/// encrypted result that `hejob report` refuses, and `hejob decrypt` (in place and to a new
+/// file) giving what measuring mode gives on the same images.
+#[test]
+fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_result() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let path = |name: &str| d.join(name).to_str().unwrap().to_string();
+    let model = model_path();
+    let m = model.to_str().unwrap();
+    let keys = d.join("keys");
+    keys_new(&keys, &model, "channel-fast-x4");
+    let k = keys.to_str().unwrap();
+    let (ok, _, err) = hejob(&[
+        "encrypt",
+        "--keys",
+        k,
+        "--dataset",
+        "mnist",
+        "--offset",
+        "20",
+        "--limit",
+        "10",
+        "--out",
+        &path("inputs.h5"),
+    ]);
+    assert!(ok, "{err}");
+    // the cluster's copy of the folder has no secret key
+    std::fs::rename(keys.join("secret.key"), d.join("secret.key")).unwrap();
+    let job = |name: &str, extra: &str| {
+        let text = format!(
+            "model = {m:?}\ndataset = \"mnist\"\npacking = \"channel-fast-x4\"\n\
+             output = {:?}\n{extra}",
+            path(&format!("{name}.h5"))
+        );
+        std::fs::write(d.join(format!("{name}.toml")), text).unwrap();
+        path(&format!("{name}.toml"))
+    };
+    let private = format!("inputs = {:?}\nkeys = {k:?}\n", path("inputs.h5"));
+    let one = job("one", &private);
+    let (ok, out, err) = hejob(&["--config", &one, "--threads", "2"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("hejob decrypt --keys DIR"), "{out}");
+    let two = job("two", &private);
+    let mpirun = std::process::Command::new("mpirun")
+        .args(["-n", "2", "--bind-to", "none", "--oversubscribe"])
+        .arg(env!("CARGO_BIN_EXE_hejob"))
+        .args(["--config", &two, "--threads", "1"])
+        .env("HEJOB_DATASETS", common::datasets_dir())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("HDF5_USE_FILE_LOCKING", "FALSE")
+        .output()
+        .unwrap();
+    assert!(
+        mpirun.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mpirun.stderr)
+    );
+    let ranks = hdf5::File::open(d.join("two.h5"))
+        .unwrap()
+        .dataset("rank")
+        .unwrap()
+        .read_raw::<u64>()
+        .unwrap();
+    assert_eq!(ranks.len(), 3, "10 images in runs of 4: three runs");
+    assert!(ranks.contains(&0) && ranks.contains(&1), "{ranks:?}");
+    refused(
+        &["report", &path("one.h5"), "--out", &path("report")],
+        "one.h5",
+        "holds encrypted logits",
+    );
+
+    // on the owner's machine
+    std::fs::rename(d.join("secret.key"), keys.join("secret.key")).unwrap();
+    let other = d.join("other");
+    keys_new(&other, &model, "channel-fast-x4");
+    refused(
+        &[
+            "decrypt",
+            "--keys",
+            other.to_str().unwrap(),
+            "--result",
+            &path("one.h5"),
+        ],
+        "one.h5",
+        "encrypted under other keys",
+    );
+    let (ok, out, err) = hejob(&["decrypt", "--keys", k, "--result", &path("one.h5")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("10 images decrypted"), "{out}");
+    let (ok, _, err) = hejob(&[
+        "decrypt",
+        "--keys",
+        k,
+        "--result",
+        &path("two.h5"),
+        "--out",
+        &path("two-plain.h5"),
+    ]);
+    assert!(ok, "{err}");
+    refused(
+        &[
+            "decrypt",
+            "--keys",
+            k,
+            "--result",
+            &path("two.h5"),
+            "--out",
+            &path("two-plain.h5"),
+        ],
+        "two-plain.h5",
+        "never writes over a file",
+    );
+    let measuring = job("measured", "offset = 20\nlimit = 10\n");
+    let (ok, _, err) = hejob(&["--config", &measuring, "--threads", "2"]);
+    assert!(ok, "{err}");
+    let want = columns(&d.join("measured.h5"));
+    assert_eq!(want.0, (20..30).collect::<Vec<i64>>());
+    assert_eq!(want.2, want.3, "measuring mode: every prediction agrees");
+    for got in ["one.h5", "two-plain.h5"] {
+        assert_eq!(columns(&d.join(got)), want, "{got}");
+    }
+    let (ok, _, err) = hejob(&["report", &path("one.h5"), "--out", &path("report")]);
+    assert!(ok, "{err}");
+
+    // jobs that mix the modes, or inputs and keys that do not belong together
+    let e = |extra: &str, says: &str| {
+        let cfg = job("bad", extra);
+        let (ok, _, err) = hejob(&["--config", &cfg]);
+        assert!(
+            !ok && err.contains("bad.toml") && err.contains(says),
+            "{err}"
+        );
+    };
+    e(
+        &format!("inputs = {:?}\n", path("inputs.h5")),
+        "inputs and keys go together",
+    );
+    e(&format!("{private}limit = 4\n"), "leave them out");
+    e(
+        &format!(
+            "inputs = {:?}\nkeys = {:?}\n",
+            path("inputs.h5"),
+            other.to_str().unwrap()
+        ),
+        "made with other keys",
+    );
+}

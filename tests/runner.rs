@@ -668,6 +668,65 @@ fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
     assert_eq!(done.matches("\"type\":\"image\"").count(), 2, "{done}");
 }
 
+/// A job that rank 0 can only refuse after generating its keys (the cost table has no costs at
+/// the planned ring degree, which only the plan knows) stops every rank with that reason: the
+/// others wait for the set-up and must not wait forever.
+#[test]
+fn a_job_rank_0_refuses_after_key_generation_stops_every_rank() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = job(d, "limit = 2\n");
+    let plan = hejob(
+        &[
+            "plan",
+            "--model",
+            d.join("tiny.h5").to_str().unwrap(),
+            "--packing",
+            "channel",
+            "--json",
+        ],
+        &[],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let n = plan["params"]["poly_modulus_degree"].as_u64().unwrap();
+    let builtin = concat!(env!("CARGO_MANIFEST_DIR"), "/src/he/cost/builtin.json");
+    let mut table: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(builtin).unwrap()).unwrap();
+    table.retain(|e| e["params"]["poly_modulus_degree"].as_u64() != Some(n));
+    assert!(!table.is_empty());
+    let costs = d.join("costs.json");
+    std::fs::write(&costs, serde_json::to_string(&table).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}costs = {costs:?}\n")).unwrap();
+    let mut job = mpirun(2, &["--config", cfg.to_str().unwrap(), "--threads", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while job.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(120) {
+            job.kill().unwrap();
+            panic!("the job hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = job.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the job must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let reason = format!("costs.json has no costs at N={n}");
+    assert!(err.contains(&reason), "{err}");
+    assert!(
+        err.contains(&format!(
+            "rank 0 stopped the job: {}",
+            d.join("costs.json").display()
+        )),
+        "{err}"
+    );
+    assert!(!d.join("out/result.h5").exists());
+}
+
 /// The md5 of a file, to show it did not change.
 fn md5(path: &Path) -> String {
     hejob::data::checksums::md5_file(path).unwrap()

@@ -4,6 +4,7 @@
 
 mod bench;
 mod datasets;
+mod decrypt;
 mod encrypt;
 mod eval;
 mod fit;
@@ -82,6 +83,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Keys(c) => keys::run(c),
         Command::Encrypt(a) => encrypt::run(a),
+        Command::Decrypt(a) => decrypt::run(a),
         Command::Recalibrate(a) => {
             isolate::probe(ProbeKind::Model, &a.model)?;
             isolate::probe(ProbeKind::Output, &a.out)?;

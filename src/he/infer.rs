@@ -333,6 +333,11 @@ impl Worker {
         (self.store.len(), self.store.bytes())
     }
 
+    /// The CKKS context of its keys.
+    pub fn context(&self) -> &Arc<Context> {
+        self.evaluator.context()
+    }
+
     /// The evaluation keys this worker holds.
     pub fn evaluation_keys(&self) -> &EvaluationKeys {
         self.evaluator.keys()

@@ -38,6 +38,13 @@ pub enum Entry {
         images: Vec<usize>,
         evaluation: Evaluation,
     },
+    /// Private mode: a run's encrypted outputs, in a file of their own ([`super::sealed`]).
+    Sealed {
+        rank: usize,
+        images: Vec<usize>,
+        file: PathBuf,
+        md5: String,
+    },
 }
 
 /// A checkpoint line as written: the entry and the MD5 of the entry's JSON, so that a line
@@ -319,7 +326,7 @@ pub fn resume(
             Entry::Run {
                 images, evaluation, ..
             } => runs.push((images, evaluation)),
-            Entry::Header { .. } => {}
+            Entry::Header { .. } | Entry::Sealed { .. } => {}
         }
     }
     if outside != (0, 0) {

@@ -10,6 +10,8 @@ use crate::data::{self, Dataset};
 use crate::he::cost::{Flight, OpCosts};
 use crate::he::packing::PackingId;
 use crate::place::writable_dir;
+use crate::private::inputs::Inputs;
+use crate::private::Manifest;
 
 /// A job as written in its TOML file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,6 +47,13 @@ pub struct JobFile {
     /// Operation costs for the cost model, as `hejob bench-ops --json` writes them (default:
     /// the built-in table).
     pub costs: Option<PathBuf>,
+    /// Private mode: the encrypted inputs file (`hejob encrypt`) whose images the job
+    /// evaluates instead of test images it encrypts itself; needs `keys`. The result file then
+    /// holds encrypted logits, for `hejob decrypt` on the key owner's machine.
+    pub inputs: Option<PathBuf>,
+    /// Private mode: the key folder the inputs were encrypted for. Only its public and
+    /// evaluation keys are read; its secret key may be absent (and should be).
+    pub keys: Option<PathBuf>,
     /// The result file (HDF5).
     pub output: PathBuf,
     /// Folder for the per-rank checkpoints (default: `<output>.checkpoint/`).
@@ -77,10 +86,29 @@ pub struct Job {
     /// The operation costs the cost model uses.
     pub costs: OpCosts,
     pub checkpoint_dir: PathBuf,
-    /// The test images to evaluate, in order.
-    pub indices: std::ops::Range<usize>,
-    /// What fixes each image's result (`checkpoint::fingerprint`); the result file records it.
+    /// What fixes each image's result (`checkpoint::fingerprint`, and in private mode the key
+    /// id and the inputs' images); the result file records it.
     pub fingerprint: String,
+}
+
+/// What a job evaluates, by mode.
+pub enum Work {
+    /// Measuring mode: test images encrypted on the cluster under keys made for the job,
+    /// decrypted by rank 0 and compared with the plaintext network.
+    Measure {
+        images: data::Images,
+        /// The test images to evaluate, in order.
+        indices: std::ops::Range<usize>,
+    },
+    /// Private mode: the key owner's encrypted inputs.
+    Private(Box<Private>),
+}
+
+/// A private-mode job's inputs and key folder, checked against each other and the model.
+pub struct Private {
+    pub inputs: Inputs,
+    pub keys: PathBuf,
+    pub manifest: Manifest,
 }
 
 /// The most threads a rank may be given: more than any node has cores.
@@ -112,7 +140,7 @@ impl Job {
         path: &Path,
         overrides: &Overrides,
         ranks_on_node: usize,
-    ) -> Result<(Self, crate::model::Model, data::Images), JobError> {
+    ) -> Result<(Self, crate::model::Model, Work), JobError> {
         let (mut file, text) = JobFile::read(path)?;
         let fail = |reason: String| JobError::Config {
             path: path.to_path_buf(),
@@ -181,19 +209,43 @@ impl Job {
             )));
         }
         let data_dir = data::resolve_dir(file.data_dir.as_deref());
-        let images = file.dataset.load_test(&data_dir)?;
-        let end = match file.limit {
-            Some(l) => file.offset.checked_add(l),
-            None => Some(images.len()),
-        };
-        let Some(end) = end.filter(|&e| e <= images.len() && file.offset < e) else {
-            return Err(fail(format!(
-                "offset {} and limit {} do not name images within the {} test images of {}",
-                file.offset,
-                file.limit.map_or("(all)".to_string(), |l| l.to_string()),
-                images.len(),
-                file.dataset
-            )));
+        let mut fingerprint = super::checkpoint::fingerprint(
+            &file.model,
+            file.dataset.name(),
+            file.packing.name(),
+            file.scale_bits,
+        )?;
+        let work = match (&file.inputs, &file.keys) {
+            (None, None) => {
+                let images = file.dataset.load_test(&data_dir)?;
+                let end = match file.limit {
+                    Some(l) => file.offset.checked_add(l),
+                    None => Some(images.len()),
+                };
+                let Some(end) = end.filter(|&e| e <= images.len() && file.offset < e) else {
+                    return Err(fail(format!(
+                        "offset {} and limit {} do not name images within the {} test images of {}",
+                        file.offset,
+                        file.limit.map_or("(all)".to_string(), |l| l.to_string()),
+                        images.len(),
+                        file.dataset
+                    )));
+                };
+                Work::Measure {
+                    images,
+                    indices: file.offset..end,
+                }
+            }
+            (Some(inputs), Some(keys)) => {
+                let private = Private::open(&file, inputs, keys).map_err(fail)?;
+                fingerprint += &private.fingerprint();
+                Work::Private(Box::new(private))
+            }
+            _ => {
+                return Err(fail(
+                    "inputs and keys go together: a private-mode job names both".into(),
+                ))
+            }
         };
         let checkpoint_dir = file
             .checkpoint_dir
@@ -211,25 +263,18 @@ impl Job {
                 checkpoint_dir.display()
             ))
         })?;
-        let fingerprint = super::checkpoint::fingerprint(
-            &file.model,
-            file.dataset.name(),
-            file.packing.name(),
-            file.scale_bits,
-        )?;
         let this = super::results::Owner::Fingerprint(fingerprint.clone());
         let older = super::results::Owner::Older {
             model: file.model.display().to_string(),
             packing: file.packing.name().to_string(),
         };
-        check_output(
-            &file.output,
-            [&this, &older],
-            &[(&file.model, "model"), (path, "job file")],
-        )
-        .map_err(|reason| fail(format!("output {}: {reason}", file.output.display())))?;
+        let mut own: Vec<(&Path, &str)> = vec![(&file.model, "model"), (path, "job file")];
+        if let Some(i) = &file.inputs {
+            own.push((i, "inputs file"));
+        }
+        check_output(&file.output, [&this, &older], &own)
+            .map_err(|reason| fail(format!("output {}: {reason}", file.output.display())))?;
         let job = Job {
-            indices: file.offset..end,
             file,
             text,
             path: path.to_path_buf(),
@@ -240,7 +285,72 @@ impl Job {
             checkpoint_dir,
             fingerprint,
         };
-        Ok((job, model, images))
+        Ok((job, model, work))
+    }
+}
+
+impl Private {
+    /// Opens the inputs of a private-mode job `file` and the manifest of its key folder, and
+    /// checks that they belong together and to the job's model, dataset, packing and scale.
+    fn open(file: &JobFile, inputs: &Path, keys: &Path) -> Result<Self, String> {
+        if file.limit.is_some() || file.offset != 0 {
+            return Err(
+                "limit and offset choose test images to encrypt here, and a \
+                        private-mode job evaluates the images of its inputs file: leave them out"
+                    .into(),
+            );
+        }
+        let manifest = Manifest::read(keys).map_err(|e| e.to_string())?;
+        let md5 = data::checksums::md5_file(&file.model).map_err(|e| e.to_string())?;
+        let refuse = |made_for: String, job: String| {
+            Err(format!(
+                "keys {} were made for {made_for}, and the job names {job}",
+                keys.display()
+            ))
+        };
+        if manifest.model_md5 != md5 {
+            return refuse(
+                format!("another model (md5 {})", manifest.model_md5),
+                format!("{} (md5 {md5})", file.model.display()),
+            );
+        }
+        if manifest.packing != file.packing {
+            return refuse(
+                format!("packing {}", manifest.packing),
+                format!("packing {}", file.packing),
+            );
+        }
+        if manifest.dataset != file.dataset {
+            return refuse(
+                format!("dataset {}", manifest.dataset),
+                format!("dataset {}", file.dataset),
+            );
+        }
+        if manifest.scale_bits != file.scale_bits {
+            let bits = |s: Option<u32>| {
+                s.map_or("the planner's scale".into(), |b| format!("scale_bits {b}"))
+            };
+            return refuse(bits(manifest.scale_bits), bits(file.scale_bits));
+        }
+        let inputs = Inputs::open(inputs).map_err(|e| e.to_string())?;
+        inputs.check(&manifest).map_err(|e| e.to_string())?;
+        Ok(Self {
+            inputs,
+            keys: keys.to_path_buf(),
+            manifest,
+        })
+    }
+
+    /// What the job's fingerprint adds in private mode: the key pair and the inputs' images.
+    fn fingerprint(&self) -> String {
+        use md5::{Digest, Md5};
+        let h = &self.inputs.head;
+        let runs = serde_json::json!([h.index, h.run_images]).to_string();
+        format!(
+            ";key-id={};inputs={}",
+            self.manifest.key_id,
+            data::checksums::hex(&Md5::digest(runs.as_bytes()))
+        )
     }
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod lock;
 pub mod results;
 pub mod runner;
+pub mod sealed;
 
 use std::path::PathBuf;
 
@@ -22,6 +23,8 @@ pub enum JobError {
     Data(#[from] crate::data::DataError),
     #[error(transparent)]
     ThreadPool(#[from] crate::pool::PoolError),
+    #[error(transparent)]
+    Keys(#[from] crate::private::KeysError),
     #[error("job file {path}: {reason}")]
     Config { path: PathBuf, reason: String },
     #[error("checkpoint {path}: {reason}")]

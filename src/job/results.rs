@@ -51,7 +51,9 @@ pub enum Owner {
 /// result file at all.
 pub fn owner(path: &Path) -> Result<Owner, String> {
     use crate::model::file::{open_as, read_str};
-    let file = open_as(path, FORMAT).map_err(|what| format!("it is {what}"))?;
+    let file = open_as(path, FORMAT)
+        .or_else(|_| open_as(path, super::sealed::FORMAT))
+        .map_err(|what| format!("it is {what}"))?;
     Ok(match read_str(&file, "fingerprint") {
         Ok(fingerprint) => Owner::Fingerprint(fingerprint),
         Err(_) => Owner::Older {

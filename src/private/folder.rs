@@ -337,6 +337,13 @@ impl KeyFile {
     }
 }
 
+impl Manifest {
+    /// The manifest (`plan.json`) of the key folder `dir`, alone.
+    pub fn read(dir: &Path) -> Result<Self, KeysError> {
+        manifest(dir).map(|(m, _)| m)
+    }
+}
+
 /// The manifest of folder `dir` and the context of its parameters.
 fn manifest(dir: &Path) -> Result<(Manifest, Arc<Context>), KeysError> {
     let path = dir.join(PLAN);

@@ -284,6 +284,9 @@ impl Inputs {
             run_images: list("run_images")?,
             ciphertexts_per_run: number("ciphertexts_per_run")? as usize,
         };
+        if head.run_images.contains(&0) {
+            return Err(fail(&"it has a run without images"));
+        }
         if head.run_images.iter().sum::<usize>() != head.index.len() {
             return Err(fail(&"its runs do not add up to its images"));
         }
@@ -297,6 +300,16 @@ impl Inputs {
             path: path.to_path_buf(),
             head,
             ciphertexts,
+        })
+    }
+
+    /// The test-set indices of each run, in order.
+    pub fn runs(&self) -> impl Iterator<Item = &[usize]> {
+        let h = &self.head;
+        h.run_images.iter().scan(0, |first, &n| {
+            let run = &h.index[*first..*first + n];
+            *first += n;
+            Some(run)
         })
     }
 

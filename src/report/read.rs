@@ -82,6 +82,13 @@ pub fn read(path: &Path) -> Result<Entry, ReportError> {
         hdf5::File::open(path).map_err(|e| fail(format!("not a readable HDF5 file ({e})")))?;
     match read_str(&file, "format") {
         Ok(f) if f == FORMAT => {}
+        Ok(f) if f == crate::job::sealed::FORMAT => {
+            return Err(fail(
+                "holds encrypted logits (a private-mode job): decrypt it first, where the secret \
+                 key is, with `hejob decrypt --keys DIR --result FILE`"
+                    .into(),
+            ))
+        }
         _ => {
             return Err(fail(format!(
                 "not an hejob result file (no format = \"{FORMAT}\")"

@@ -31,6 +31,11 @@ impl Ciphertext {
         Ok(Self { handle, level })
     }
 
+    /// Records the level SEAL left it at after writing into it.
+    pub(super) fn set_level(&mut self, level: usize) {
+        self.level = level;
+    }
+
     pub(crate) fn ptr(&self) -> *mut std::ffi::c_void {
         self.handle.ptr()
     }

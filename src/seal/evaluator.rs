@@ -1,6 +1,7 @@
 //! The server side: homomorphic operations over evaluation keys only (uncounted: the
 //! encrypted evaluation counts them, `he::exec`).
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::ciphertext::Ciphertext;
@@ -113,6 +114,47 @@ impl Evaluator {
             )
         })?;
         Ok(Some(out))
+    }
+
+    /// `acc += a × p`, the product formed in a scratch ciphertext that the calling thread keeps
+    /// and reuses. A fresh product per term would be a megabyte buffer mapped, zeroed by the
+    /// kernel page by page and unmapped again (see `alloc`), which costs more than the product
+    /// itself; the scratch only grows, to the largest product its thread has formed. Nothing
+    /// is added when `p` is exactly zero.
+    pub fn multiply_plain_add(
+        &self,
+        acc: &mut Ciphertext,
+        a: &Ciphertext,
+        p: &Plaintext,
+    ) -> Result<()> {
+        const OP: &str = "Evaluator::multiply_plain_add";
+        same_level(OP, a.level(), p.level())?;
+        same_level(OP, acc.level(), a.level())?;
+        if p.is_zero() {
+            return Ok(());
+        }
+        thread_local! {
+            static SCRATCH: RefCell<Option<Ciphertext>> = const { RefCell::new(None) };
+        }
+        SCRATCH.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let scratch = match &mut *slot {
+                Some(s) => s,
+                None => slot.insert(Ciphertext::empty(a.level())?),
+            };
+            // SAFETY: live operands and destination; global pool for temporaries.
+            check(OP, unsafe {
+                ffi::Evaluator_MultiplyPlain(
+                    self.handle.ptr(),
+                    a.ptr(),
+                    p.ptr(),
+                    scratch.ptr(),
+                    std::ptr::null_mut(),
+                )
+            })?;
+            scratch.set_level(a.level());
+            self.add_assign(acc, scratch)
+        })
     }
 
     /// `a × b` of two ciphertexts (size 3 until relinearized).

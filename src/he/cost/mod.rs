@@ -209,10 +209,11 @@ pub fn predict(
         .values()
         .next()
         .map_or(0.0, |(t, _)| t.setup / threads as f64);
-    // every rank but the first loads the keys rank 0 serializes
+    // every rank but the first loads the keys rank 0 serializes, piece by piece: rank 0
+    // serializes a piece while the others load the one before, so the two halves overlap
     let transfer = match ranks {
         1 => 0.0,
-        _ => costs.key_transfer(n, plan.memory.evaluation_keys_bytes),
+        _ => costs.key_transfer(n, plan.memory.evaluation_keys_bytes) / 2.0,
     };
     let setup_s = keygen + store_setup + transfer;
     let images_per_s = rank_images as f64 / best.rank_s;

@@ -27,6 +27,8 @@ pub enum Op {
     AddPlain,
     /// Ciphertext × plaintext.
     MultiplyPlain,
+    /// Ciphertext × plaintext added into an accumulator (the product in a reused scratch).
+    MultiplyPlainAdd,
     /// Ciphertext × ciphertext, relinearized.
     Multiply,
     /// Ciphertext², relinearized.
@@ -48,8 +50,18 @@ pub enum Op {
     Keygen,
 }
 
+impl std::fmt::Display for Op {
+    /// The name a cost file gives it.
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => write!(f, "{self:?}"),
+        }
+    }
+}
+
 /// Every operation, in declaration order.
-pub const OPS: [Op; 17] = [
+pub const OPS: [Op; 18] = [
     Op::Encode,
     Op::EncodeScalar,
     Op::Encrypt,
@@ -58,6 +70,7 @@ pub const OPS: [Op; 17] = [
     Op::Add,
     Op::AddPlain,
     Op::MultiplyPlain,
+    Op::MultiplyPlainAdd,
     Op::Multiply,
     Op::Square,
     Op::Rescale,
@@ -118,7 +131,7 @@ pub enum CostError {
         n: u64,
         have: Vec<u64>,
     },
-    #[error("{source_name} has no cost of {op:?} at N={n}")]
+    #[error("{source_name} has no cost of {op} at N={n}")]
     NoOp { source_name: String, op: Op, n: u64 },
 }
 
@@ -178,10 +191,16 @@ impl OpCosts {
                     c.primes
                 ));
             }
+            if let Some(op) = OPS.iter().find(|op| !c.ms.contains_key(op)) {
+                return Err(format!(
+                    "N={n}: no cost of {op} (a file from an older hejob?); measure again with \
+                     `hejob bench-ops --json`"
+                ));
+            }
             for (op, ms) in &c.ms {
                 if ms.len() != c.primes.len() || ms.iter().any(|m| !m.is_finite() || *m < 0.0) {
                     return Err(format!(
-                        "N={n}: {op:?} has {} costs for {} prime counts, or one that is not a \
+                        "N={n}: {op} has {} costs for {} prime counts, or one that is not a \
                          non-negative number",
                         ms.len(),
                         c.primes.len()

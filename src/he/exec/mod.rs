@@ -81,6 +81,8 @@ pub trait Backend: Sync {
     fn add_plain_assign(&self, acc: &mut Self::Ct, p: &Self::Pt) -> R<()>;
     /// `a × p` for a non-zero `p` at `a`'s level.
     fn multiply_plain(&self, a: &Self::Ct, p: &Self::Pt) -> R<Self::Ct>;
+    /// `acc += a × p` for a non-zero `p`, all at one level.
+    fn multiply_plain_add(&self, acc: &mut Self::Ct, a: &Self::Ct, p: &Self::Pt) -> R<()>;
     /// `a × b`, relinearized.
     fn multiply(&self, a: &Self::Ct, b: &Self::Ct) -> R<Self::Ct>;
     /// `a²`, relinearized.
@@ -314,6 +316,30 @@ impl<'a, B: Backend> Exec<'a, B> {
         }
         OpCounts::bump(&self.counts.hmulplain);
         self.backend.multiply_plain(a, p).map(Some)
+    }
+
+    /// `acc += a × p`, taking the product as the first term when `acc` is empty: counted as
+    /// [`Exec::multiply_plain`] and [`Exec::accumulate`] would count it, but the product is
+    /// never a ciphertext of its own.
+    pub fn multiply_plain_accumulate(
+        &self,
+        acc: &mut Option<B::Ct>,
+        a: &B::Ct,
+        p: &B::Pt,
+    ) -> R<()> {
+        let Some(sum) = acc else {
+            *acc = self.multiply_plain(a, p)?;
+            return Ok(());
+        };
+        same_level("multiply_plain", B::level(a), B::pt_level(p))?;
+        same_level("add", B::level(sum), B::level(a))?;
+        if B::is_zero(p) {
+            OpCounts::bump(&self.counts.skipped_zero);
+            return Ok(());
+        }
+        OpCounts::bump(&self.counts.hmulplain);
+        OpCounts::bump(&self.counts.hadd);
+        self.backend.multiply_plain_add(sum, a, p)
     }
 
     /// `a` as a coefficient array for [`Exec::dot_scalars`] (a copy: not counted).

@@ -102,6 +102,10 @@ impl Backend for Prepare<'_> {
         self.sym.multiply_plain(a, p)
     }
 
+    fn multiply_plain_add(&self, acc: &mut SymCt, a: &SymCt, p: &SymPt) -> R<()> {
+        self.sym.multiply_plain_add(acc, a, p)
+    }
+
     fn multiply(&self, a: &SymCt, b: &SymCt) -> R<SymCt> {
         self.sym.multiply(a, b)
     }

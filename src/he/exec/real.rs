@@ -94,6 +94,10 @@ impl Backend for Real<'_> {
             .ok_or_else(|| HeError::Internal("a product by a zero plaintext".into()))
     }
 
+    fn multiply_plain_add(&self, acc: &mut Ciphertext, a: &Ciphertext, p: &Plaintext) -> R<()> {
+        Ok(self.evaluator.multiply_plain_add(acc, a, p)?)
+    }
+
     fn multiply(&self, a: &Ciphertext, b: &Ciphertext) -> R<Ciphertext> {
         let mut s = self.evaluator.multiply(a, b)?;
         self.evaluator.relinearize(&mut s)?;

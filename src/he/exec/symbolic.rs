@@ -234,6 +234,11 @@ impl Backend for Symbolic {
         Ok(self.sym(a.level))
     }
 
+    fn multiply_plain_add(&self, acc: &mut SymCt, _a: &SymCt, _p: &SymPt) -> R<()> {
+        charge(Op::MultiplyPlainAdd, acc.level + 1, 1);
+        Ok(())
+    }
+
     fn multiply(&self, a: &SymCt, _b: &SymCt) -> R<SymCt> {
         charge(Op::Multiply, a.level + 1, 1);
         Ok(self.sym(a.level))

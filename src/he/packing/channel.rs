@@ -237,11 +237,11 @@ impl<B: Backend> Step<'_, '_, B> {
                             }
                             let values: Vec<f64> = masks[k].iter().map(|m| m * w).collect();
                             let pt = exec.encode(&values, level, scale)?;
-                            if let Some(prod) =
-                                exec.multiply_plain(&rotated[i * offsets.len() + k], &pt)?
-                            {
-                                exec.accumulate(&mut acc, prod)?;
-                            }
+                            exec.multiply_plain_accumulate(
+                                &mut acc,
+                                &rotated[i * offsets.len() + k],
+                                &pt,
+                            )?;
                         }
                     }
                     let mut acc = acc.ok_or_else(|| self.zero_channel(o))?;

@@ -7,7 +7,7 @@
 
 mod world;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -18,16 +18,19 @@ use serde::{Deserialize, Serialize};
 
 use self::world::{Report, World};
 use super::checkpoint::{self, Checkpoints, Entry};
-use super::config::{Job, Overrides};
+use super::config::{Job, Overrides, Private, Work};
 use super::lock::OutputLock;
 use super::results::{self, JobResult};
+use super::sealed::{self, SealedResult, SealedRun};
 use super::JobError;
 use crate::data::Images;
 use crate::he::cost::{self, Layout};
 use crate::he::infer::{ImageRecord, Owner, RunOutput, Worker};
 use crate::he::packing::{Evaluation, PackingId};
-use crate::he::{plan, HeError, Network};
+use crate::he::{plan, Network};
 use crate::model::Model;
+use crate::private::inputs::Inputs;
+use crate::private::ServerKeys;
 use crate::seal::{CkksParams, Context, EvaluationKeys, PublicKey};
 
 /// Seconds between progress lines.
@@ -52,6 +55,13 @@ enum Setup {
         evaluation_key_pieces: usize,
         runs_in_flight: usize,
     },
+    /// Private mode: each rank's runs (their images, as the inputs file holds them); every
+    /// rank reads the public and evaluation keys from the job's key folder itself.
+    Upload {
+        fingerprint: String,
+        shards: Vec<Vec<Vec<usize>>>,
+        runs_in_flight: usize,
+    },
 }
 
 impl Setup {
@@ -65,20 +75,19 @@ impl Setup {
     }
 }
 
-/// Runs the job in `config` with `overrides`. Rank 0 returns the result file's summary, the
-/// other ranks `None`.
-pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summary>, JobError> {
+/// Runs the job in `config` with `overrides`.
+pub fn run(config: &Path, overrides: &Overrides) -> Result<(), JobError> {
     let start = SystemTime::now();
     let world = World::init()?;
     // the model is folded for encryption here, once per job, so that a network that cannot
     // be encrypted stops every rank before any key
     let prepared =
-        Job::prepare(config, overrides, world.ranks_on_node()).and_then(|(job, model, images)| {
+        Job::prepare(config, overrides, world.ranks_on_node()).and_then(|(job, model, work)| {
             let net = Network::from_model(&model)?;
-            Ok((job, model, images, net))
+            Ok((job, model, work, net))
         });
     let not_ready = world.not_ready(prepared.is_ok());
-    let (job, model, images, net) = prepared?;
+    let (job, model, work, net) = prepared?;
     if !not_ready.is_empty() {
         return Err(JobError::NotReady(not_ready));
     }
@@ -91,14 +100,13 @@ pub fn run(config: &Path, overrides: &Overrides) -> Result<Option<results::Summa
         job: &job,
         model: &model,
         net: &net,
-        images: &images,
         packing,
         fingerprint: &fingerprint,
     };
-    let outcome = if world.rank() == 0 {
-        ctx.lead(start).map(Some)
-    } else {
-        ctx.follow().map(|()| None)
+    let outcome = match (&work, world.rank()) {
+        (Work::Measure { images, indices }, 0) => ctx.lead(start, images, indices),
+        (Work::Private(private), 0) => ctx.lead_private(start, private),
+        (work, _) => ctx.follow(work),
     };
     if let Some(mb) = crate::sys::peak_rss_mb() {
         log::info!(
@@ -118,89 +126,181 @@ struct Ctx<'a> {
     model: &'a Model,
     /// The model folded for encryption, once per job.
     net: &'a Network,
-    images: &'a Images,
     packing: PackingId,
     fingerprint: &'a str,
 }
 
-/// Rank 0's state while runs come in.
-struct Collected {
+/// Where a rank's runs come from: the mode's half on the evaluating side.
+trait Source: Sync {
+    /// The run of test images `images`, encrypted and evaluated by `worker`.
+    fn run(&self, worker: &Worker, images: &[usize]) -> Result<RunOutput, JobError>;
+}
+
+/// Measuring mode: the test images, encrypted here with the public key.
+struct Encrypted<'a>(&'a Images);
+
+impl Source for Encrypted<'_> {
+    fn run(&self, worker: &Worker, images: &[usize]) -> Result<RunOutput, JobError> {
+        Ok(worker.run(self.0, images)?)
+    }
+}
+
+/// Private mode: the key owner's ciphertexts, each run found by its first image.
+struct Uploaded<'a> {
+    inputs: &'a Inputs,
+    context: &'a Context,
+    runs: HashMap<usize, usize>,
+}
+
+impl<'a> Uploaded<'a> {
+    fn new(inputs: &'a Inputs, context: &'a Context) -> Self {
+        let runs = inputs
+            .runs()
+            .enumerate()
+            .map(|(r, run)| (run[0], r))
+            .collect();
+        Self {
+            inputs,
+            context,
+            runs,
+        }
+    }
+}
+
+impl Source for Uploaded<'_> {
+    fn run(&self, worker: &Worker, images: &[usize]) -> Result<RunOutput, JobError> {
+        let r = images
+            .first()
+            .and_then(|i| self.runs.get(i))
+            .ok_or(JobError::Malformed(
+                "a run that the inputs file does not hold",
+            ))?;
+        let (run, cts) = self.inputs.run(self.context, *r)?;
+        Ok(worker.evaluate(run, cts)?)
+    }
+}
+
+/// What rank 0 makes of each finished run: the mode's half on rank 0.
+trait Keep {
+    /// The context that runs from other ranks are read under.
+    fn context(&self) -> &Context;
+    /// Takes in a finished run of `rank` and checkpoints it; returns its number of images.
+    fn accept(&mut self, rank: usize, out: RunOutput) -> Result<usize, JobError>;
+}
+
+/// Measuring mode: each run decrypted and compared with the plaintext network as it comes.
+struct Decrypting<'a> {
+    owner: &'a Owner,
+    images: &'a Images,
     checkpoints: Checkpoints,
     done: BTreeMap<usize, (usize, ImageRecord)>,
     runs: Vec<(Vec<usize>, Evaluation)>,
 }
 
-impl Ctx<'_> {
-    /// Rank 0: set up, evaluate its own shard, collect everyone's runs, write the result.
-    fn lead(&self, start: SystemTime) -> Result<results::Summary, JobError> {
-        // one job per output: the lock is held until this function returns, the result written
-        let opened = OutputLock::take(&self.job.file.output)
-            .and_then(|lock| {
-                plan::plan(self.packing, self.net, self.job.file.scale_bits)
-                    .map(|plan| (lock, plan))
-                    .map_err(JobError::from)
+impl Keep for Decrypting<'_> {
+    fn context(&self) -> &Context {
+        self.owner.context()
+    }
+
+    fn accept(&mut self, rank: usize, out: RunOutput) -> Result<usize, JobError> {
+        // on the MPI thread, not the rank's pool, which is busy with rank 0's own runs: taking
+        // in a finished run never waits for one of them
+        let records = self.owner.records(self.images, &out)?;
+        let mut lines: Vec<Entry> = records
+            .iter()
+            .map(|r| Entry::Image {
+                rank,
+                record: r.clone(),
             })
-            .and_then(|(lock, plan)| {
-                Checkpoints::open(
-                    &self.job.checkpoint_dir,
-                    self.world.size(),
-                    self.fingerprint,
-                    &plan.digest(),
-                )
-                .map(|(c, e)| (lock, plan, c, e))
-            });
-        let (_lock, plan, checkpoints, entries) = match opened {
-            Ok(o) => o,
-            Err(e) => {
-                let stop = Setup::Stop {
-                    reason: e.to_string(),
-                };
-                self.world.broadcast(Some(stop.to_bytes(&[])));
-                return Err(e);
-            }
-        };
-        let (model, images) = (self.model, self.images);
-        let resumed = checkpoint::resume(entries, &self.job.indices, |r| r.verify(model, images));
-        let mut state = Collected {
-            checkpoints,
-            done: resumed.done,
-            runs: resumed.runs,
-        };
-        let todo: Vec<usize> = self
-            .job
-            .indices
-            .clone()
-            .filter(|i| !state.done.contains_key(i))
             .collect();
-        log::info!(
-            "job {}: {} images ({} already done), packing {}, {} rank(s) × {} threads",
-            self.job.path.display(),
-            self.job.indices.len(),
-            self.job.indices.len() - todo.len(),
-            self.packing.name(),
-            self.world.size(),
-            self.job.threads
-        );
+        lines.push(Entry::Run {
+            rank,
+            images: out.images.clone(),
+            evaluation: out.evaluation.clone(),
+        });
+        self.checkpoints.append(rank, &lines)?;
+        let n = records.len();
+        for r in records {
+            self.done.insert(r.index, (rank, r));
+        }
+        self.runs.push((out.images, out.evaluation));
+        Ok(n)
+    }
+}
+
+/// Private mode: each run's encrypted outputs kept as they come, undecrypted.
+struct Sealing<'a> {
+    context: &'a Context,
+    checkpoints: Checkpoints,
+    dir: &'a Path,
+    /// Finished runs by their first image.
+    done: BTreeMap<usize, SealedRun>,
+}
+
+impl Keep for Sealing<'_> {
+    fn context(&self) -> &Context {
+        self.context
+    }
+
+    fn accept(&mut self, rank: usize, out: RunOutput) -> Result<usize, JobError> {
+        let run = SealedRun::save(self.dir, rank, &out)?;
+        self.checkpoints.append(rank, &[run.entry()])?;
+        let n = out.images.len();
+        self.done.insert(out.images[0], run);
+        Ok(n)
+    }
+}
+
+impl Ctx<'_> {
+    /// Rank 0 of a measuring job: set up, evaluate its own shard, collect everyone's runs,
+    /// write the result.
+    fn lead(
+        &self,
+        start: SystemTime,
+        images: &Images,
+        indices: &std::ops::Range<usize>,
+    ) -> Result<(), JobError> {
+        // one job per output: the lock is held until this function returns, the result written
+        let (_lock, plan, checkpoints, entries) = match self.open(|_| Ok(())) {
+            Ok(o) => o,
+            Err(e) => return Err(self.stop(e)),
+        };
+        let model = self.model;
+        let resumed = checkpoint::resume(entries, indices, |r| r.verify(model, images));
+        let todo: Vec<usize> = indices
+            .clone()
+            .filter(|i| !resumed.done.contains_key(i))
+            .collect();
+        self.log_start(indices.len(), todo.len());
         let mut flights = 1;
-        let plan = if todo.is_empty() {
+        let (plan, mut done, mut runs) = if todo.is_empty() {
             self.world.broadcast(Some(Setup::Idle.to_bytes(&[])));
-            plan
+            (plan, resumed.done, resumed.runs)
         } else {
             let keygen = Instant::now();
             let (model, net, packing) = (self.model.clone(), self.net.clone(), self.packing);
-            let (owner, keys) = self
+            let ready = self
                 .pool
-                .install(|| Owner::new(model, net, packing, plan))?;
-            log::info!(
-                "planned N={} depth {}, generated keys in {:.1} s",
-                owner.plan.params.poly_modulus_degree,
-                owner.plan.depth,
-                keygen.elapsed().as_secs_f64()
-            );
+                .install(|| Owner::new(model, net, packing, plan))
+                .map_err(JobError::from)
+                .and_then(|(owner, keys)| {
+                    log::info!(
+                        "planned N={} depth {}, generated keys in {:.1} s",
+                        owner.plan.params.poly_modulus_degree,
+                        owner.plan.depth,
+                        keygen.elapsed().as_secs_f64()
+                    );
+                    let flights = self.flights(&owner.plan, todo.len())?;
+                    let public = owner.public_key().to_bytes()?;
+                    Ok((owner, keys, flights, public))
+                });
+            let (owner, keys, chosen, public) = match ready {
+                Ok(r) => r,
+                Err(e) => return Err(self.stop(e)),
+            };
+            flights = chosen;
             let shards = shard(&todo, owner.plan.images_per_run, self.world.size());
-            flights = self.flights(&owner.plan, todo.len())?;
             if self.world.size() > 1 {
-                let public = owner.public_key().to_bytes()?;
                 let setup = Setup::Work {
                     fingerprint: self.fingerprint.to_string(),
                     params: owner.plan.params.clone(),
@@ -219,22 +319,30 @@ impl Ctx<'_> {
             }
             let worker = owner.worker(keys)?;
             let pools = pools(self.job.threads, flights)?;
-            self.collect(&owner, &worker, &shards[0], &pools, todo.len(), &mut state)?;
-            owner.plan
+            let mut keeper = Decrypting {
+                owner: &owner,
+                images,
+                checkpoints,
+                done: resumed.done,
+                runs: resumed.runs,
+            };
+            let source = Encrypted(images);
+            self.collect(
+                &mut keeper,
+                &source,
+                &worker,
+                &shards[0],
+                &pools,
+                todo.len(),
+            )?;
+            let (done, runs) = (keeper.done, keeper.runs);
+            (owner.plan, done, runs)
         };
-        let records: Vec<(usize, ImageRecord)> = self
-            .job
-            .indices
-            .clone()
-            .filter_map(|i| state.done.remove(&i))
-            .collect();
-        let in_range = |imgs: &[usize]| imgs.iter().all(|i| self.job.indices.contains(i));
-        let evaluations: Vec<Evaluation> = state
-            .runs
-            .into_iter()
-            .filter(|(imgs, _)| in_range(imgs))
-            .map(|(_, e)| e)
-            .collect();
+        let records: Vec<(usize, ImageRecord)> =
+            indices.clone().filter_map(|i| done.remove(&i)).collect();
+        let in_range = |imgs: &[usize]| imgs.iter().all(|i| indices.contains(i));
+        runs.retain(|(imgs, _)| in_range(imgs));
+        let evaluations: Vec<Evaluation> = runs.into_iter().map(|(_, e)| e).collect();
         let result = JobResult {
             job_text: &self.job.text,
             fingerprint: self.fingerprint,
@@ -251,7 +359,153 @@ impl Ctx<'_> {
         };
         let summary = result.write(&self.job.file.output)?;
         print_summary(self.job, &plan, &summary);
-        Ok(summary)
+        Ok(())
+    }
+
+    /// Rank 0 of a private-mode job: set up, evaluate its own share of the uploaded runs,
+    /// collect everyone's encrypted outputs, write them to the result file for the key owner.
+    fn lead_private(&self, start: SystemTime, private: &Private) -> Result<(), JobError> {
+        let manifest = &private.manifest;
+        let checked = |plan: &plan::Plan| {
+            manifest
+                .check(&manifest.model_md5, plan)
+                .map_err(|why| JobError::Keys(crate::private::KeysError::at(&private.keys, why)))
+        };
+        let (_lock, plan, checkpoints, entries) = match self.open(checked) {
+            Ok(o) => o,
+            Err(e) => return Err(self.stop(e)),
+        };
+        let runs: Vec<Vec<usize>> = private.inputs.runs().map(<[usize]>::to_vec).collect();
+        let sealed_dir = self.job.checkpoint_dir.join("sealed");
+        let done = sealed::resume(entries, &runs);
+        let todo: Vec<Vec<usize>> = runs
+            .iter()
+            .filter(|r| !done.contains_key(&r[0]))
+            .cloned()
+            .collect();
+        let images = private.inputs.head.index.len();
+        let todo_images = todo.iter().map(Vec::len).sum();
+        self.log_start(images, todo_images);
+        let mut flights = 1;
+        let done = if todo.is_empty() {
+            self.world.broadcast(Some(Setup::Idle.to_bytes(&[])));
+            done
+        } else {
+            let shards = deal(todo, self.world.size());
+            let ready = self.flights(&plan, todo_images).and_then(|f| {
+                let keys = ServerKeys::open(&private.keys)?;
+                Ok((f, keys))
+            });
+            let (chosen, keys) = match ready {
+                Ok(r) => r,
+                Err(e) => return Err(self.stop(e)),
+            };
+            flights = chosen;
+            if self.world.size() > 1 {
+                let setup = Setup::Upload {
+                    fingerprint: self.fingerprint.to_string(),
+                    shards: shards.clone(),
+                    runs_in_flight: flights,
+                };
+                self.world.broadcast(Some(setup.to_bytes(&[])));
+            }
+            let worker = self.server_worker(keys)?;
+            let pools = pools(self.job.threads, flights)?;
+            let context = worker.context().clone();
+            let mut keeper = Sealing {
+                context: &context,
+                checkpoints,
+                dir: &sealed_dir,
+                done,
+            };
+            let source = Uploaded::new(&private.inputs, &context);
+            self.collect(
+                &mut keeper,
+                &source,
+                &worker,
+                &shards[0],
+                &pools,
+                todo_images,
+            )?;
+            keeper.done
+        };
+        let runs: Vec<SealedRun> = done.into_values().collect();
+        let result = SealedResult {
+            job_text: &self.job.text,
+            fingerprint: self.fingerprint,
+            model_path: &self.job.file.model,
+            plan: &plan,
+            key_id: &manifest.key_id,
+            ranks: self.world.size(),
+            threads: self.job.threads,
+            runs_in_flight: flights,
+            start: results::utc(start),
+            end: results::utc(SystemTime::now()),
+            runs: &runs,
+        };
+        result.write(&self.job.file.output)?;
+        println!(
+            "{images} images evaluated under the key folder's keys (key id {}); the result file \
+             {} holds their encrypted logits: decrypt them where the secret key is, with \
+             `hejob decrypt --keys DIR --result {}`",
+            manifest.key_id,
+            self.job.file.output.display(),
+            self.job.file.output.display()
+        );
+        Ok(())
+    }
+
+    /// Rank 0: takes the output's lock, plans, checks the plan with `check`, and opens the
+    /// checkpoints; returns them with every entry already written.
+    fn open(
+        &self,
+        check: impl FnOnce(&plan::Plan) -> Result<(), JobError>,
+    ) -> Result<(OutputLock, plan::Plan, Checkpoints, Vec<Entry>), JobError> {
+        let lock = OutputLock::take(&self.job.file.output)?;
+        let plan = plan::plan(self.packing, self.net, self.job.file.scale_bits)?;
+        check(&plan)?;
+        let (checkpoints, entries) = Checkpoints::open(
+            &self.job.checkpoint_dir,
+            self.world.size(),
+            self.fingerprint,
+            &plan.digest(),
+        )?;
+        Ok((lock, plan, checkpoints, entries))
+    }
+
+    /// Logs what the job is about to do.
+    fn log_start(&self, images: usize, todo: usize) {
+        log::info!(
+            "job {}: {} images ({} already done), packing {}, {} rank(s) × {} threads",
+            self.job.path.display(),
+            images,
+            images - todo,
+            self.packing.name(),
+            self.world.size(),
+            self.job.threads
+        );
+    }
+
+    /// A worker over the public half of a key folder (private mode).
+    fn server_worker(&self, keys: ServerKeys) -> Result<Worker, JobError> {
+        Ok(Worker::new(
+            self.model.clone(),
+            self.net.clone(),
+            self.packing,
+            keys.context,
+            &keys.public,
+            keys.evaluation,
+        )?)
+    }
+
+    /// Rank 0, when the job cannot start: tells the other ranks why (they wait for the set-up)
+    /// and hands the error back.
+    fn stop(&self, e: JobError) -> JobError {
+        let stop = Setup::Stop {
+            reason: e.to_string(),
+        };
+        self.world.broadcast(Some(stop.to_bytes(&[])));
+        e
     }
 
     /// Rank 0: the runs each rank keeps in flight (the job's number, or the cost model's
@@ -284,24 +538,24 @@ impl Ctx<'_> {
         Ok(p.runs_in_flight)
     }
 
-    /// Rank 0: evaluates `own` runs on its `pools` (one run in flight each) on other threads
-    /// while this (MPI) thread decrypts and checkpoints every finished run, its own and the
-    /// workers', until all are in.
+    /// Rank 0: evaluates `own` runs from `source` on its `pools` (one run in flight each) on
+    /// other threads while this (MPI) thread hands every finished run, its own and the
+    /// workers', to `keeper`, until all are in.
     fn collect(
         &self,
-        owner: &Owner,
+        keeper: &mut impl Keep,
+        source: &impl Source,
         worker: &Worker,
         own: &[Vec<usize>],
         pools: &[rayon::ThreadPool],
         total: usize,
-        state: &mut Collected,
     ) -> Result<(), JobError> {
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
+        let (tx, rx) = mpsc::channel::<Result<RunOutput, JobError>>();
         let mut failures: Vec<String> = Vec::new();
         std::thread::scope(|s| {
-            s.spawn(|| fly(worker, self.images, own, pools, &stop, tx));
-            let gathered = self.gather(owner, &rx, total, state, &mut failures);
+            s.spawn(|| fly(source, worker, own, pools, &stop, tx));
+            let gathered = self.gather(keeper, &rx, total, &mut failures);
             if gathered.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
@@ -318,10 +572,9 @@ impl Ctx<'_> {
     /// from the workers until every shard is done or has failed.
     fn gather(
         &self,
-        owner: &Owner,
-        local: &mpsc::Receiver<Result<RunOutput, HeError>>,
+        keeper: &mut impl Keep,
+        local: &mpsc::Receiver<Result<RunOutput, JobError>>,
         total: usize,
-        state: &mut Collected,
         failures: &mut Vec<String>,
     ) -> Result<(), JobError> {
         let mut progress = Progress::new("all ranks".into(), total);
@@ -331,7 +584,7 @@ impl Ctx<'_> {
             if own_running {
                 match local.try_recv() {
                     Ok(Ok(out)) => {
-                        progress.add(self.accept(owner, 0, out, state)?);
+                        progress.add(keeper.accept(0, out)?);
                         continue;
                     }
                     Ok(Err(e)) => failures.push(format!("rank 0: {e}")),
@@ -341,8 +594,8 @@ impl Ctx<'_> {
             }
             match self.world.poll() {
                 Some((from, Report::Result(bytes))) => {
-                    let out = RunOutput::from_bytes(owner.context(), &bytes)?;
-                    progress.add(self.accept(owner, from, out, state)?);
+                    let out = RunOutput::from_bytes(keeper.context(), &bytes)?;
+                    progress.add(keeper.accept(from, out)?);
                 }
                 Some((from, Report::Failed(reason))) => {
                     failures.push(format!("rank {from}: {reason}"));
@@ -353,39 +606,6 @@ impl Ctx<'_> {
             }
         }
         Ok(())
-    }
-
-    /// Rank 0: decrypts one finished run of `rank`, compares it with the plaintext network and
-    /// appends it to that rank's checkpoint; returns the number of images.
-    fn accept(
-        &self,
-        owner: &Owner,
-        rank: usize,
-        out: RunOutput,
-        state: &mut Collected,
-    ) -> Result<usize, JobError> {
-        // on this thread, not the rank's pool, which is busy with rank 0's own runs: taking in
-        // a finished run never waits for one of them
-        let records = owner.records(self.images, &out)?;
-        let mut lines: Vec<Entry> = records
-            .iter()
-            .map(|r| Entry::Image {
-                rank,
-                record: r.clone(),
-            })
-            .collect();
-        lines.push(Entry::Run {
-            rank,
-            images: out.images.clone(),
-            evaluation: out.evaluation.clone(),
-        });
-        state.checkpoints.append(rank, &lines)?;
-        let n = records.len();
-        for r in records {
-            state.done.insert(r.index, (rank, r));
-        }
-        state.runs.push((out.images, out.evaluation));
-        Ok(n)
     }
 
     /// Rank 0: broadcasts the evaluation keys piece by piece, each serialized just before it is
@@ -444,20 +664,43 @@ impl Ctx<'_> {
     }
 
     /// A worker rank: receives the set-up, evaluates its shard, reports each run to rank 0.
-    fn follow(&self) -> Result<(), JobError> {
+    fn follow(&self, work: &Work) -> Result<(), JobError> {
         let bytes = self.world.broadcast(None);
         let (setup, tail) = Setup::from_bytes(&bytes)?;
-        match setup {
-            Setup::Stop { reason } => Err(JobError::Stopped(reason)),
-            Setup::Idle => Ok(()),
-            Setup::Work {
-                fingerprint,
-                params,
-                shards,
-                public_key_bytes,
-                evaluation_key_pieces,
-                runs_in_flight,
-            } => {
+        match (setup, work) {
+            (Setup::Stop { reason }, _) => Err(JobError::Stopped(reason)),
+            (Setup::Idle, _) => Ok(()),
+            (
+                Setup::Upload {
+                    fingerprint,
+                    shards,
+                    runs_in_flight,
+                },
+                Work::Private(private),
+            ) => {
+                let result = self
+                    .same_job(&fingerprint)
+                    .and_then(|()| self.server_worker(ServerKeys::open(&private.keys)?))
+                    .and_then(|worker| {
+                        let pools = pools(self.job.threads, runs_in_flight)?;
+                        let context = worker.context().clone();
+                        let source = Uploaded::new(&private.inputs, &context);
+                        let own = &shards[self.world.rank()];
+                        self.evaluate_shard(&source, &worker, own, &pools)
+                    });
+                self.report_end(result)
+            }
+            (
+                Setup::Work {
+                    fingerprint,
+                    params,
+                    shards,
+                    public_key_bytes,
+                    evaluation_key_pieces,
+                    runs_in_flight,
+                },
+                Work::Measure { images, .. },
+            ) => {
                 let result = self
                     .join(
                         &fingerprint,
@@ -467,15 +710,39 @@ impl Ctx<'_> {
                     )
                     .and_then(|worker| {
                         let pools = pools(self.job.threads, runs_in_flight)?;
-                        self.evaluate_shard(&worker, &shards[self.world.rank()], &pools)
+                        let own = &shards[self.world.rank()];
+                        self.evaluate_shard(&Encrypted(images), &worker, own, &pools)
                     });
-                self.world.report(&match &result {
-                    Ok(()) => Report::Done,
-                    Err(e) => Report::Failed(e.to_string()),
-                });
-                result
+                self.report_end(result)
+            }
+            (Setup::Work { fingerprint, .. } | Setup::Upload { fingerprint, .. }, _) => {
+                let result = self.same_job(&fingerprint).and(Err(JobError::Malformed(
+                    "a set-up of the other mode (private or measuring)",
+                )));
+                self.report_end(result)
             }
         }
+    }
+
+    /// A worker rank: tells rank 0 that its shard is done, or why it failed.
+    fn report_end(&self, result: Result<(), JobError>) -> Result<(), JobError> {
+        self.world.report(&match &result {
+            Ok(()) => Report::Done,
+            Err(e) => Report::Failed(e.to_string()),
+        });
+        result
+    }
+
+    /// A worker rank: whether it reads the job that rank 0 set up.
+    fn same_job(&self, fingerprint: &str) -> Result<(), JobError> {
+        if fingerprint == self.fingerprint {
+            return Ok(());
+        }
+        Err(JobError::DifferentJob {
+            rank: self.world.rank(),
+            here: self.fingerprint.to_string(),
+            root: fingerprint.to_string(),
+        })
     }
 
     /// A worker rank's side of the set-up: the checks, the public key that came with the set-up,
@@ -515,13 +782,7 @@ impl Ctx<'_> {
         public_len: usize,
         public: &[u8],
     ) -> Result<(Arc<Context>, PublicKey), JobError> {
-        if fingerprint != self.fingerprint {
-            return Err(JobError::DifferentJob {
-                rank: self.world.rank(),
-                here: self.fingerprint.to_string(),
-                root: fingerprint.to_string(),
-            });
-        }
+        self.same_job(fingerprint)?;
         if public.len() != public_len {
             return Err(JobError::Malformed("a truncated public key"));
         }
@@ -530,11 +791,12 @@ impl Ctx<'_> {
         Ok((context, public))
     }
 
-    /// A worker rank's shard: each run encrypted and evaluated on one of `pools` (one run in
+    /// A worker rank's shard: each run from `source` evaluated on one of `pools` (one run in
     /// flight each), and sent back by this (MPI) thread as it finishes. After a failure no new
     /// run starts, but every run that finishes is still sent.
     fn evaluate_shard(
         &self,
+        source: &impl Source,
         worker: &Worker,
         runs: &[Vec<usize>],
         pools: &[rayon::ThreadPool],
@@ -542,12 +804,12 @@ impl Ctx<'_> {
         let total = runs.iter().map(Vec::len).sum();
         let mut progress = Progress::new(format!("rank {}", self.world.rank()), total);
         let stop = AtomicBool::new(false);
-        let (tx, rx) = mpsc::channel::<Result<RunOutput, HeError>>();
+        let (tx, rx) = mpsc::channel::<Result<RunOutput, JobError>>();
         std::thread::scope(|s| {
-            s.spawn(|| fly(worker, self.images, runs, pools, &stop, tx));
+            s.spawn(|| fly(source, worker, runs, pools, &stop, tx));
             let mut failure: Option<JobError> = None;
             for out in rx {
-                let sent = out.map_err(JobError::from).and_then(|out| {
+                let sent = out.and_then(|out| {
                     self.world.report(&Report::Result(out.to_bytes()?));
                     Ok(out.images.len())
                 });
@@ -576,16 +838,16 @@ fn pools(threads: usize, flights: usize) -> Result<Vec<rayon::ThreadPool>, JobEr
         .collect()
 }
 
-/// Evaluates `runs` with one run in flight per pool, all sharing `worker` (its keys and stored
-/// weights); each finished run, or a failure, goes to `tx` as it comes. A run starts only while
-/// `stop` is unset; a failure sets it.
+/// Evaluates `runs` from `source` with one run in flight per pool, all sharing `worker` (its
+/// keys and stored weights); each finished run, or a failure, goes to `tx` as it comes. A run
+/// starts only while `stop` is unset; a failure sets it.
 fn fly(
+    source: &impl Source,
     worker: &Worker,
-    images: &Images,
     runs: &[Vec<usize>],
     pools: &[rayon::ThreadPool],
     stop: &AtomicBool,
-    tx: mpsc::Sender<Result<RunOutput, HeError>>,
+    tx: mpsc::Sender<Result<RunOutput, JobError>>,
 ) {
     let next = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -599,7 +861,7 @@ fn fly(
                 let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) else {
                     break;
                 };
-                let out = pool.install(|| worker.run(images, run));
+                let out = pool.install(|| source.run(worker, run));
                 if out.is_err() {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -618,13 +880,23 @@ fn fly(
 fn shard(todo: &[usize], per_run: usize, ranks: usize) -> Vec<Vec<Vec<usize>>> {
     let n = todo.len();
     let runs = n.div_ceil(per_run.max(1)).max(ranks.min(n));
-    let cut = |i: usize, parts: usize, len: usize| i * len / parts.max(1);
     let all: Vec<Vec<usize>> = (0..runs)
         .map(|r| todo[cut(r, runs, n)..cut(r + 1, runs, n)].to_vec())
         .collect();
+    deal(all, ranks)
+}
+
+/// Deals `runs` to `ranks` ranks in contiguous blocks of near-equal length.
+fn deal(runs: Vec<Vec<usize>>, ranks: usize) -> Vec<Vec<Vec<usize>>> {
+    let n = runs.len();
     (0..ranks)
-        .map(|k| all[cut(k, ranks, runs)..cut(k + 1, ranks, runs)].to_vec())
+        .map(|k| runs[cut(k, ranks, n)..cut(k + 1, ranks, n)].to_vec())
         .collect()
+}
+
+/// The start of part `i` of `parts` near-equal parts of `len` items.
+fn cut(i: usize, parts: usize, len: usize) -> usize {
+    i * len / parts.max(1)
 }
 
 /// Logs images done, rate and time left at a steady interval.

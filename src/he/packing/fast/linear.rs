@@ -82,9 +82,7 @@ pub(super) fn bsgs<B: Backend>(
             let pt = exec.stored((layer, k as u64), level, scale, || {
                 rotate_values(&(t.values)(), -giant)
             })?;
-            if let Some(p) = exec.multiply_plain(input(t.input, t.baby), &pt)? {
-                exec.accumulate(&mut acc, p)?;
-            }
+            exec.multiply_plain_accumulate(&mut acc, input(t.input, t.baby), &pt)?;
         }
         Ok(acc)
     })?;

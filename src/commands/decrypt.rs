@@ -1,0 +1,99 @@
+//! `hejob decrypt`: private mode's last step, on the key owner's machine. The encrypted logits
+//! of a private-mode result file are decrypted and compared with the plaintext network, and the
+//! result is written as a measuring-mode result file, so that summaries and `hejob report`
+//! read it as any other.
+
+use std::path::Path;
+
+use crate::cli::{DecryptArgs, ProbeKind};
+use crate::data;
+use crate::he::infer::{ImageRecord, Owner, RunOutput};
+use crate::he::{plan, Network};
+use crate::job::results::JobResult;
+use crate::job::sealed::Sealed;
+use crate::model::file;
+use crate::private::{KeysError, OwnerKeys};
+use crate::Error;
+
+/// Decrypts `a.result` with the keys of `a.keys` into `a.out`, or into `a.result` itself.
+pub fn run(a: DecryptArgs) -> Result<(), Error> {
+    let at = |path: &Path, why: String| Error::from(KeysError::at(path, why));
+    let owner = OwnerKeys::open(&a.keys)?;
+    let manifest = &owner.manifest;
+    if let Some(out) = &a.out {
+        if out.exists() {
+            return Err(at(
+                out,
+                "exists: hejob decrypt never writes over a file".into(),
+            ));
+        }
+    }
+    let sealed = Sealed::open(&a.result).map_err(|why| at(&a.result, why))?;
+    if sealed.key_id != manifest.key_id {
+        return Err(at(
+            &a.result,
+            format!(
+                "its logits are encrypted under other keys (key id {}, the key folder's {}): \
+                 decrypt it with the folder its inputs were encrypted for",
+                sealed.key_id, manifest.key_id
+            ),
+        ));
+    }
+    let model_path = a.model.unwrap_or_else(|| manifest.model.clone());
+    super::isolate::probe(ProbeKind::Model, &model_path)?;
+    let model = file::load(&model_path)?;
+    let md5 = data::checksums::md5_file(&model_path)?;
+    let net = Network::from_model(&model)?;
+    let plan = plan::plan(manifest.packing, &net, manifest.scale_bits)?;
+    manifest
+        .check(&md5, &plan)
+        .map_err(|why| at(&model_path, why))?;
+    if plan.digest() != sealed.plan_digest {
+        return Err(at(
+            &a.result,
+            "its runs were evaluated under another plan than the keys' (another hejob build?)"
+                .into(),
+        ));
+    }
+    let images = model
+        .dataset
+        .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
+    let outputs = sealed.outputs().map_err(|why| at(&a.result, why))?;
+    let owner = Owner::with_client(model.clone(), net, manifest.packing, plan, owner.client);
+    let mut records: Vec<(usize, ImageRecord)> = Vec::new();
+    let mut runs = Vec::with_capacity(outputs.len());
+    for (bytes, &rank) in outputs.iter().zip(&sealed.run_ranks) {
+        let run = RunOutput::from_bytes(owner.context(), bytes)
+            .map_err(|e| at(&a.result, e.to_string()))?;
+        records.extend(owner.records(&images, &run)?.into_iter().map(|r| (rank, r)));
+        runs.push(run.evaluation);
+    }
+    records.sort_by_key(|(_, r)| r.index);
+    let out = a.out.as_deref().unwrap_or(&a.result);
+    let summary = JobResult {
+        job_text: &sealed.job_text,
+        fingerprint: &sealed.fingerprint,
+        model_path: &sealed.model,
+        model: &model,
+        plan: &owner.plan,
+        ranks: sealed.ranks,
+        threads: sealed.threads,
+        runs_in_flight: sealed.runs_in_flight,
+        start: sealed.start.clone(),
+        end: sealed.end.clone(),
+        records: &records,
+        runs: &runs,
+    }
+    .write(out)?;
+    println!(
+        "{}: {} images decrypted: HE accuracy {:.2}% (plain {:.2}%), agreement {:.2}%, largest \
+         logit error {:.1e}",
+        out.display(),
+        summary.images,
+        100.0 * summary.he_accuracy,
+        100.0 * summary.plain_accuracy,
+        100.0 * summary.agreement,
+        summary.max_abs_error
+    );
+    Ok(())
+}
