@@ -54,7 +54,7 @@ with h5py.File(result) as f:
     latency = f["latency_s"][:].mean()
 wall = float(end) - float(start)
 row = [dataset, net, packing, n, f"{ranks} × {threads} × {flights}",
-       f"{p['latency_s']:.2f} / {latency:.2f}", f"{p['images_per_s_node']:.3f} / {rate:.3f}",
+       f"{p['latency_s']:.2f} / {latency:.2f}", f"{p['images_per_s_job']:.3f} / {rate:.3f}",
        f"{p['wall_s']:.0f} / {wall:.0f}",
        f"{p['peak_rss_gb'] * int(ranks):.2f} / {peak:.2f}"]
 print("| " + " | ".join(row) + " |", flush=True)

@@ -141,7 +141,9 @@ pub enum CostError {
 #[derive(Clone, Debug)]
 pub struct OpCosts {
     pub source: Source,
-    fits: BTreeMap<u64, BTreeMap<Op, [f64; 3]>>,
+    /// Per degree and operation: the quadratic's coefficients and the smallest cost measured,
+    /// below which the curve is not taken (a cheap operation's noisy points can bend it to zero).
+    fits: BTreeMap<u64, BTreeMap<Op, ([f64; 3], f64)>>,
     slowdown: BTreeMap<u64, Vec<(usize, f64)>>,
     key_ms_per_mb: BTreeMap<u64, f64>,
 }
@@ -227,7 +229,20 @@ impl OpCosts {
             .map(|(n, c)| {
                 let ops =
                     c.ms.iter()
-                        .map(|(&op, ms)| (op, quadratic(&c.primes, ms)))
+                        .map(|(&op, ms)| {
+                            let floor = ms
+                                .iter()
+                                .copied()
+                                .filter(|m| *m > 0.0)
+                                .fold(f64::INFINITY, f64::min);
+                            (
+                                op,
+                                (
+                                    quadratic(&c.primes, ms),
+                                    if floor.is_finite() { floor } else { 0.0 },
+                                ),
+                            )
+                        })
                         .collect();
                 (n, ops)
             })
@@ -273,13 +288,13 @@ impl OpCosts {
             n,
             have: self.fits.keys().copied().collect(),
         })?;
-        let [a, b, c] = ops.get(&op).ok_or_else(|| CostError::NoOp {
+        let ([a, b, c], floor) = ops.get(&op).ok_or_else(|| CostError::NoOp {
             source_name: self.source.to_string(),
             op,
             n,
         })?;
         let k = primes as f64;
-        Ok((a + b * k + c * k * k).max(0.0) / 1e3)
+        Ok((a + b * k + c * k * k).max(*floor) / 1e3)
     }
 }
 
