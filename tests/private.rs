@@ -419,3 +419,77 @@ fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_
         "made with other keys",
     );
 }
+
+/// A private-mode job killed mid-run resumes: runs kept whole are not evaluated again, a run
+/// whose file was damaged is, and the decrypted result holds every image once.
+#[test]
+fn a_killed_private_mode_job_resumes_and_redoes_only_what_it_lost() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = common::tiny_model(d);
+    let keys = d.join("keys");
+    keys_new(&keys, &model, "channel-fast");
+    let k = keys.to_str().unwrap();
+    let inputs = d.join("inputs.h5");
+    let (ok, _, err) = hejob(&[
+        "encrypt",
+        "--keys",
+        k,
+        "--dataset",
+        "mnist",
+        "--limit",
+        "12",
+        "--out",
+        inputs.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let cfg = d.join("job.toml");
+    let result = d.join("result.h5");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = {model:?}\ndataset = \"mnist\"\npacking = \"channel-fast\"\n\
+             inputs = {inputs:?}\nkeys = {k:?}\noutput = {result:?}\nruns_in_flight = 1\n"
+        ),
+    )
+    .unwrap();
+    let checkpoint = d.join("result.h5.checkpoint");
+    let sealed = || {
+        std::fs::read_to_string(checkpoint.join("rank-0.jsonl"))
+            .map(|t| t.matches("\"type\":\"sealed\"").count())
+            .unwrap_or(0)
+    };
+    let mut child = common::hejob_command()
+        .args(["--config", cfg.to_str().unwrap(), "--threads", "1"])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while sealed() < 3 {
+        assert!(start.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = sealed();
+    assert!(before < 12, "killed before the end ({before} done)");
+    assert!(!result.exists());
+    // one kept run's file damaged: only that run is evaluated again
+    let first = checkpoint.join("sealed/run-0.bin");
+    let bytes = std::fs::read(&first).unwrap();
+    std::fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, err) = hejob(&["--config", cfg.to_str().unwrap(), "--threads", "1"]);
+    assert!(ok, "{err}");
+    assert_eq!(sealed(), 12 + 1, "{before} kept before the kill: {err}");
+    let (ok, out, err) = hejob(&["decrypt", "--keys", k, "--result", result.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("12 images decrypted"), "{out}");
+    let index = hdf5::File::open(&result)
+        .unwrap()
+        .dataset("index")
+        .unwrap()
+        .read_raw::<i64>()
+        .unwrap();
+    assert_eq!(index, (0..12).collect::<Vec<i64>>());
+}

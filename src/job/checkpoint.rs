@@ -43,7 +43,8 @@ pub enum Entry {
         rank: usize,
         images: Vec<usize>,
         file: PathBuf,
-        md5: String,
+        /// The MD5 of the file (the line's own sum is `md5`).
+        file_md5: String,
     },
 }
 

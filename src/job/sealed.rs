@@ -60,7 +60,7 @@ impl SealedRun {
             rank: self.rank,
             images: self.images.clone(),
             file: self.path.clone(),
-            md5: self.md5.clone(),
+            file_md5: self.md5.clone(),
         }
     }
 
@@ -84,7 +84,7 @@ pub fn resume(entries: Vec<Entry>, runs: &[Vec<usize>]) -> BTreeMap<usize, Seale
             rank,
             images,
             file,
-            md5,
+            file_md5: md5,
         } = e
         else {
             continue;
