@@ -47,6 +47,24 @@ fn keys_new(dir: &Path, model: &Path, packing: &str) {
     assert!(out.contains("key id"), "{out}");
 }
 
+/// `hejob encrypt` of MNIST test images chosen by `pick` under the folder `keys` into `out`;
+/// returns what it printed.
+fn encrypt_mnist(keys: &Path, out: &Path, pick: &[&str]) -> String {
+    let mut args = vec![
+        "encrypt",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(pick);
+    let (ok, printed, err) = hejob(&args);
+    assert!(ok, "{err}");
+    printed
+}
+
 /// A one-line error naming `names`.
 fn refused(args: &[&str], names: &str, says: &str) {
     let (ok, _, err) = hejob(args);
@@ -71,18 +89,7 @@ fn encrypted_inputs_evaluated_without_the_secret_key_decrypt_to_measuring_modes_
     assert_eq!(mode(""), 0o700);
 
     let inputs = dir.path().join("inputs.h5");
-    let (ok, out, err) = hejob(&[
-        "encrypt",
-        "--keys",
-        keys.to_str().unwrap(),
-        "--dataset",
-        "mnist",
-        "--images",
-        "3,14,15,92,65",
-        "--out",
-        inputs.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    let out = encrypt_mnist(&keys, &inputs, &["--images", "3,14,15,92,65"]);
     assert!(
         out.contains("5 images in 2 runs of channel-fast-x4"),
         "{out}"
@@ -283,20 +290,11 @@ fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_
     let keys = d.join("keys");
     keys_new(&keys, &model, "channel-fast-x4");
     let k = keys.to_str().unwrap();
-    let (ok, _, err) = hejob(&[
-        "encrypt",
-        "--keys",
-        k,
-        "--dataset",
-        "mnist",
-        "--offset",
-        "20",
-        "--limit",
-        "10",
-        "--out",
-        &path("inputs.h5"),
-    ]);
-    assert!(ok, "{err}");
+    encrypt_mnist(
+        &keys,
+        &d.join("inputs.h5"),
+        &["--offset", "20", "--limit", "10"],
+    );
     // the cluster's copy of the folder has no secret key
     std::fs::rename(keys.join("secret.key"), d.join("secret.key")).unwrap();
     let job = |name: &str, extra: &str| {
@@ -432,18 +430,7 @@ fn a_killed_private_mode_job_resumes_and_redoes_only_what_it_lost() {
     keys_new(&keys, &model, "channel-fast");
     let k = keys.to_str().unwrap();
     let inputs = d.join("inputs.h5");
-    let (ok, _, err) = hejob(&[
-        "encrypt",
-        "--keys",
-        k,
-        "--dataset",
-        "mnist",
-        "--limit",
-        "12",
-        "--out",
-        inputs.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    encrypt_mnist(&keys, &inputs, &["--limit", "12"]);
     let cfg = d.join("job.toml");
     let result = d.join("result.h5");
     std::fs::write(
