@@ -268,6 +268,14 @@ fn infer_classifies_the_chosen_images_encrypted() {
         upload["per_run_bytes"].as_u64().unwrap(),
         inputs * upload["ciphertext_bytes"].as_u64().unwrap()
     );
+    // each run's client work beside its server time: encryption costs something, and less than
+    // the whole run it was timed inside
+    for run in v["runs"].as_array().unwrap() {
+        let encrypt = run["client"]["encrypt_s"].as_f64().unwrap();
+        let decrypt = run["client"]["decrypt_s"].as_f64().unwrap();
+        assert!(encrypt > 0.0 && decrypt > 0.0, "{run}");
+        assert!(run["seconds"].as_f64().unwrap() > 0.0, "{run}");
+    }
     let records = v["images"].as_array().unwrap();
     let indices: Vec<u64> = records
         .iter()

@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::cli::InferArgs;
 use crate::data;
 use crate::error::Error;
-use crate::he::infer::Session;
+use crate::he::infer::{RunReport, Session};
 use crate::model::file;
 use crate::private::inputs;
 
@@ -18,15 +18,16 @@ pub fn run(a: InferArgs) -> Result<(), Error> {
         .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
     let indices = super::select_images(images.len(), a.offset, Some(a.limit), a.images)?;
     let session = Session::new(m, a.packing, a.precision.scale_bits)?;
-    let (records, evals) = session.classify(&images, &indices)?;
+    let (records, runs) = session.classify(&images, &indices)?;
+    let upload = inputs::upload(session.plan())?;
     if a.json {
         println!(
             "{}",
             json!({
                 "plan": session.plan(),
-                "upload": inputs::upload(session.plan())?,
+                "upload": upload,
                 "images": records,
-                "runs": evals,
+                "runs": runs,
             })
         );
         return Ok(());
@@ -41,6 +42,16 @@ pub fn run(a: InferArgs) -> Result<(), Error> {
     println!(
         "{agree}/{} HE predictions equal the plain ones",
         records.len()
+    );
+    let n = records.len().max(1) as f64;
+    let total = |f: &dyn Fn(&RunReport) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    println!(
+        "per image: server {:.3} s; client {:.1} ms encrypting (public key) and {:.2} ms \
+         decrypting; private mode's upload {:.2} MB (seeded ciphertexts)",
+        total(&|r| r.evaluation.seconds),
+        1e3 * total(&|r| r.client.encrypt_s),
+        1e3 * total(&|r| r.client.decrypt_s),
+        upload.per_image_bytes / 1e6
     );
     Ok(())
 }

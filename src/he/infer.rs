@@ -224,15 +224,24 @@ impl Owner {
 
     /// Decrypts a run's outputs and compares each image with the plaintext network.
     pub fn records(&self, images: &Images, run: &RunOutput) -> Result<Vec<ImageRecord>, HeError> {
-        let he = packing::decrypt_run(
+        let he = self.decrypt(run)?;
+        Ok(self.compare(images, run, he))
+    }
+
+    /// Each image's logits, decrypted from a run's outputs.
+    pub fn decrypt(&self, run: &RunOutput) -> Result<Vec<Vec<f64>>, HeError> {
+        packing::decrypt_run(
             &self.client,
             self.packing,
             &self.net,
             &run.outputs,
             run.images.len(),
-        )?;
-        Ok(run
-            .images
+        )
+    }
+
+    /// Each image of a run, its decrypted logits `he` beside the plaintext network's.
+    fn compare(&self, images: &Images, run: &RunOutput, he: Vec<Vec<f64>>) -> Vec<ImageRecord> {
+        run.images
             .iter()
             .zip(he)
             .map(|(&index, he_logits)| {
@@ -255,7 +264,7 @@ impl Owner {
                     counts: run.evaluation.totals,
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// Says when an image's plain logits leave the range that every slot decrypts at once
@@ -346,18 +355,21 @@ impl Worker {
     /// One run: preprocess and encrypt `images[run]`, then evaluate (timed). The preprocessed
     /// images are freed before the evaluation starts (8,192 CIFAR-10 images are 0.2 GB).
     pub fn run(&self, images: &Images, run: &[usize]) -> Result<RunOutput, HeError> {
-        let cts = {
-            let inputs: Vec<Vec<f64>> = run
-                .iter()
-                .map(|&i| {
-                    self.model
-                        .preprocess
-                        .apply(self.model.input, images.image(i))
-                })
-                .collect();
-            packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)?
-        };
+        let cts = self.encrypt(images, run)?;
         self.evaluate(run.to_vec(), cts)
+    }
+
+    /// Preprocesses `images[run]` and encrypts them as the packing lays them out.
+    pub fn encrypt(&self, images: &Images, run: &[usize]) -> Result<Vec<Ciphertext>, HeError> {
+        let inputs: Vec<Vec<f64>> = run
+            .iter()
+            .map(|&i| {
+                self.model
+                    .preprocess
+                    .apply(self.model.input, images.image(i))
+            })
+            .collect();
+        packing::encrypt_run(&self.encryptor, self.packing, &self.net, &inputs)
     }
 
     /// One run of ciphertexts someone else encrypted (private mode), as the packing lays out
@@ -399,17 +411,17 @@ impl Session {
     }
 
     /// Classifies `images[indices]` in runs of the packing's size; returns one record per image
-    /// and one evaluation per run.
+    /// and one report per run.
     pub fn classify(
         &self,
         images: &Images,
         indices: &[usize],
-    ) -> Result<(Vec<ImageRecord>, Vec<Evaluation>), HeError> {
+    ) -> Result<(Vec<ImageRecord>, Vec<RunReport>), HeError> {
         let mut records = Vec::with_capacity(indices.len());
-        let mut evaluations = Vec::new();
+        let mut reports = Vec::new();
         let runs = indices.len().div_ceil(self.owner.plan.images_per_run);
         for (k, run) in indices.chunks(self.owner.plan.images_per_run).enumerate() {
-            let (recs, eval) = self.classify_run(images, run)?;
+            let (recs, report) = self.classify_run(images, run)?;
             let agree = recs.iter().filter(|r| r.he_pred == r.plain_pred).count();
             log::info!(
                 "run {}/{runs}: {}, {agree} of {} HE predictions equal the plain ones",
@@ -418,21 +430,52 @@ impl Session {
                 recs.len()
             );
             records.extend(recs);
-            evaluations.push(eval);
+            reports.push(report);
         }
-        Ok((records, evaluations))
+        Ok((records, reports))
     }
 
-    /// One run: encrypt and evaluate (worker), decrypt and compare (owner).
+    /// One run: encrypt (the client's half, done here by the worker's public key as the
+    /// owner would) and evaluate (worker), decrypt and compare (owner); the client's two parts
+    /// timed.
     pub fn classify_run(
         &self,
         images: &Images,
         run: &[usize],
-    ) -> Result<(Vec<ImageRecord>, Evaluation), HeError> {
-        let out = self.worker.run(images, run)?;
-        let records = self.owner.records(images, &out)?;
-        Ok((records, out.evaluation))
+    ) -> Result<(Vec<ImageRecord>, RunReport), HeError> {
+        let start = Instant::now();
+        let cts = self.worker.encrypt(images, run)?;
+        let encrypt_s = start.elapsed().as_secs_f64();
+        let out = self.worker.evaluate(run.to_vec(), cts)?;
+        let start = Instant::now();
+        let he = self.owner.decrypt(&out)?;
+        let decrypt_s = start.elapsed().as_secs_f64();
+        let records = self.owner.compare(images, &out, he);
+        let report = RunReport {
+            evaluation: out.evaluation,
+            client: ClientTime {
+                encrypt_s,
+                decrypt_s,
+            },
+        };
+        Ok((records, report))
     }
+}
+
+/// One run of [`Session::classify`]: the server's evaluation and the client's time.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+    pub client: ClientTime,
+}
+
+/// Seconds of a run's client work, on the threads of the process: preprocessing, encoding and
+/// encrypting its inputs; decrypting and decoding its outputs.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ClientTime {
+    pub encrypt_s: f64,
+    pub decrypt_s: f64,
 }
 
 /// A list of image indices for a log line: all of them when few, else their count and range.
