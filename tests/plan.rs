@@ -405,7 +405,7 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
         slowdown: vec![],
         key_ms_per_mb: 0.0,
     };
-    let costs = OpCosts::from_curves(Source::BuiltIn, BTreeMap::from([(16384, curve)]));
+    let costs = OpCosts::from_curves(Source::BuiltIn, BTreeMap::from([(16384, curve.clone())]));
     let net = mnist("square", 50);
     let p = plan("channel-fast".parse().unwrap(), &net, None).unwrap();
     assert_eq!(p.params.poly_modulus_degree, 16384);
@@ -451,4 +451,25 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     // a fixed number is taken as it is
     let fixed = predict(&p, &net, &costs, &layout(2, u64::MAX, Flight::Fixed(2))).unwrap();
     assert_eq!((fixed.runs_in_flight, fixed.choices.len()), (2, 1));
+    // two ranks of one thread, keys at 10 ms per MB to serialize and load: the broadcast costs
+    // half of that (rank 0 serializes a piece while the other rank loads the one before), and
+    // the other rank starts its runs the load of one key set (8 steps) later
+    let mut keyed = curve.clone();
+    keyed.key_ms_per_mb = 10.0;
+    let costs = OpCosts::from_curves(Source::BuiltIn, BTreeMap::from([(16384, keyed)]));
+    let ranks = Layout {
+        ranks: 2,
+        ..layout(1, u64::MAX, Flight::Auto)
+    };
+    let r = predict(&p, &net, &costs, &ranks).unwrap();
+    let keys_mb = p.memory.evaluation_keys_bytes as f64 / 1e6;
+    let steps = p.rotation_steps.len() as f64;
+    let set_mb = keys_mb * steps.min(8.0) / (steps + 1.0);
+    let (transfer, skew) = (keys_mb * 10e-3 / 2.0, set_mb * 10e-3 / 2.0);
+    let rank_s = 5.0 * (switches + inputs * 2e-3);
+    assert!(close(r.setup_s, transfer), "{} vs {transfer}", r.setup_s);
+    assert!(close(r.wall_s, transfer + skew + rank_s), "{}", r.wall_s);
+    assert!(close(r.images_per_s, 5.0 / rank_s));
+    assert!(close(r.images_per_s_node, 10.0 / rank_s));
+    assert!(close(r.images_per_s_job, 10.0 / (rank_s + skew)));
 }
