@@ -359,6 +359,12 @@ fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_
     let (ok, out, err) = hejob(&["decrypt", "--keys", k, "--result", &path("one.h5")]);
     assert!(ok, "{err}");
     assert!(out.contains("10 images decrypted"), "{out}");
+    // the job again: its decrypted result is not written over with the encrypted one
+    refused(
+        &["--config", &one, "--threads", "2"],
+        "one.h5",
+        "holds this job's results, decrypted",
+    );
     let (ok, _, err) = hejob(&[
         "decrypt",
         "--keys",

@@ -263,7 +263,12 @@ impl Job {
                 checkpoint_dir.display()
             ))
         })?;
-        let this = super::results::Owner::Fingerprint(fingerprint.clone());
+        // a private-mode job writes (and may replace) only its own encrypted result, never its
+        // result once decrypted
+        let this = match file.inputs {
+            Some(_) => super::results::Owner::Sealed(fingerprint.clone()),
+            None => super::results::Owner::Fingerprint(fingerprint.clone()),
+        };
         let older = super::results::Owner::Older {
             model: file.model.display().to_string(),
             packing: file.packing.name().to_string(),
@@ -272,7 +277,11 @@ impl Job {
         if let Some(i) = &file.inputs {
             own.push((i, "inputs file"));
         }
-        check_output(&file.output, [&this, &older], &own)
+        let accepted = match file.inputs {
+            Some(_) => [&this, &this],
+            None => [&this, &older],
+        };
+        check_output(&file.output, accepted, &own)
             .map_err(|reason| fail(format!("output {}: {reason}", file.output.display())))?;
         let job = Job {
             file,
@@ -378,7 +387,12 @@ fn check_output(
     }
     match super::results::owner(output) {
         Ok(owner) if this.contains(&&owner) => Ok(()),
-        Ok(Owner::Fingerprint(other)) => Err(format!(
+        Ok(Owner::Fingerprint(other)) if this.contains(&&Owner::Sealed(other.clone())) => Err(
+            "holds this job's results, decrypted (hejob decrypt); it is left as it is: name \
+             another file"
+                .into(),
+        ),
+        Ok(Owner::Fingerprint(other) | Owner::Sealed(other)) => Err(format!(
             "holds the results of another job ({other}); it is left as it is: remove it or \
              name another file"
         )),

@@ -43,6 +43,8 @@ pub struct JobResult<'a> {
 pub enum Owner {
     /// Its `fingerprint` attribute.
     Fingerprint(String),
+    /// A private-mode result still encrypted (`super::sealed`): its `fingerprint` attribute.
+    Sealed(String),
     /// A file written before results recorded their fingerprint: its model path and packing.
     Older { model: String, packing: String },
 }
@@ -51,9 +53,11 @@ pub enum Owner {
 /// result file at all.
 pub fn owner(path: &Path) -> Result<Owner, String> {
     use crate::model::file::{open_as, read_str};
-    let file = open_as(path, FORMAT)
-        .or_else(|_| open_as(path, super::sealed::FORMAT))
-        .map_err(|what| format!("it is {what}"))?;
+    if let Ok(file) = open_as(path, super::sealed::FORMAT) {
+        let fingerprint = read_str(&file, "fingerprint").map_err(|e| e.to_string())?;
+        return Ok(Owner::Sealed(fingerprint));
+    }
+    let file = open_as(path, FORMAT).map_err(|what| format!("it is {what}"))?;
     Ok(match read_str(&file, "fingerprint") {
         Ok(fingerprint) => Owner::Fingerprint(fingerprint),
         Err(_) => Owner::Older {
