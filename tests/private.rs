@@ -365,29 +365,13 @@ fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_
         "one.h5",
         "holds this job's results, decrypted",
     );
-    let (ok, _, err) = hejob(&[
-        "decrypt",
-        "--keys",
-        k,
-        "--result",
-        &path("two.h5"),
-        "--out",
-        &path("two-plain.h5"),
-    ]);
+    let (two, two_plain) = (path("two.h5"), path("two-plain.h5"));
+    let to_new = [
+        "decrypt", "--keys", k, "--result", &two, "--out", &two_plain,
+    ];
+    let (ok, _, err) = hejob(&to_new);
     assert!(ok, "{err}");
-    refused(
-        &[
-            "decrypt",
-            "--keys",
-            k,
-            "--result",
-            &path("two.h5"),
-            "--out",
-            &path("two-plain.h5"),
-        ],
-        "two-plain.h5",
-        "never writes over a file",
-    );
+    refused(&to_new, "two-plain.h5", "never writes over a file");
     let measuring = job("measured", "offset = 20\nlimit = 10\n");
     let (ok, _, err) = hejob(&["--config", &measuring, "--threads", "2"]);
     assert!(ok, "{err}");

@@ -610,18 +610,7 @@ fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
     std::fs::write(&other_cfg, text).unwrap();
     // one rank per job file (mpirun's MPMD form); rank 0 generates Galois keys in several sets
     // of 8 steps, and rank 1 must take part in every key broadcast after refusing the set-up
-    let plan = hejob(
-        &[
-            "plan",
-            "--model",
-            dir.path().join("tiny.h5").to_str().unwrap(),
-            "--packing",
-            "channel",
-            "--json",
-        ],
-        &[],
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let plan = tiny_plan(dir.path());
     let steps = plan["rotation_steps"].as_array().unwrap().len();
     assert!(
         steps > 16,
@@ -639,25 +628,9 @@ fn a_rank_that_reads_another_model_fails_the_job_without_a_hang() {
             "1".into(),
         ]
     };
-    let mut job = launcher()
-        .args(rank(&cfg))
-        .arg(":")
-        .args(rank(&other_cfg))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while job.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(300) {
-            job.kill().unwrap();
-            panic!("the job hung");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = job.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the job must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let mut job = launcher();
+    job.args(rank(&cfg)).arg(":").args(rank(&other_cfg));
+    let err = fails_without_hanging(job, Duration::from_secs(300));
     assert!(
         err.contains("rank 1 reads a different job than rank 0"),
         "{err}"
@@ -677,18 +650,7 @@ fn a_job_rank_0_refuses_after_key_generation_stops_every_rank() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let cfg = job(d, "limit = 2\n");
-    let plan = hejob(
-        &[
-            "plan",
-            "--model",
-            d.join("tiny.h5").to_str().unwrap(),
-            "--packing",
-            "channel",
-            "--json",
-        ],
-        &[],
-    );
-    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let plan = tiny_plan(d);
     let n = plan["params"]["poly_modulus_degree"].as_u64().unwrap();
     let builtin = concat!(env!("CARGO_MANIFEST_DIR"), "/src/he/cost/builtin.json");
     let mut table: Vec<serde_json::Value> =
@@ -699,22 +661,8 @@ fn a_job_rank_0_refuses_after_key_generation_stops_every_rank() {
     std::fs::write(&costs, serde_json::to_string(&table).unwrap()).unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap();
     std::fs::write(&cfg, format!("{text}costs = {costs:?}\n")).unwrap();
-    let mut job = mpirun(2, &["--config", cfg.to_str().unwrap(), "--threads", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while job.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(120) {
-            job.kill().unwrap();
-            panic!("the job hung");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = job.wait_with_output().unwrap();
-    assert!(!out.status.success(), "the job must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let job = mpirun(2, &["--config", cfg.to_str().unwrap(), "--threads", "1"]);
+    let err = fails_without_hanging(job, Duration::from_secs(120));
     let reason = format!("costs.json has no costs at N={n}");
     assert!(err.contains(&reason), "{err}");
     assert!(
@@ -725,6 +673,43 @@ fn a_job_rank_0_refuses_after_key_generation_stops_every_rank() {
         "{err}"
     );
     assert!(!d.join("out/result.h5").exists());
+}
+
+/// `hejob plan --json` of the tiny model in `dir` under the channel-wise packing.
+fn tiny_plan(dir: &Path) -> serde_json::Value {
+    let model = dir.join("tiny.h5");
+    let out = hejob(
+        &[
+            "plan",
+            "--model",
+            model.to_str().unwrap(),
+            "--packing",
+            "channel",
+            "--json",
+        ],
+        &[],
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `job`, which must fail within `limit` (else it hung and is killed); returns its stderr.
+fn fails_without_hanging(mut job: Command, limit: Duration) -> String {
+    let mut child = job
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("the job hung");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the job must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The md5 of a file, to show it did not change.
