@@ -173,7 +173,9 @@ pub struct PlanTarget {
     #[arg(long)]
     pub model: PathBuf,
     /// channel (the paper's channel-wise method), channel-fast (channel-wise with many
-    /// channels per ciphertext, about 40× faster) or batch (batch-axis).
+    /// channels per ciphertext, 20–40× faster), channel-fast-xK (K = 2, 4, 8, 16 images per
+    /// ciphertext), each also as -im2col (more input ciphertexts, less server time), or batch
+    /// (batch-axis).
     #[arg(long)]
     pub packing: PackingId,
     #[command(flatten)]

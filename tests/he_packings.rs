@@ -230,9 +230,29 @@ fn channel_fast_packing_network_b() {
 
 #[test]
 fn channel_fast_packing_mnist_3layer_cnn() {
-    // the paper's MNIST network (random weights): im2col input, conv2 in one ciphertext
+    // the paper's MNIST network (random weights): its stride-2 first convolution read from
+    // four phase planes, conv2 in one ciphertext
     let m = random_model(Arch::Mnist3Layer, "swish-rg7-deg4", None, 3).unwrap();
     check("channel-fast", m.input, &m.layers, 1, 7);
+}
+
+#[test]
+fn channel_fast_strided_padded_first_convolution() {
+    // stride 2 with padding 1 over phase planes: 4 input ciphertexts instead of 9 (im2col),
+    // the padding masked by the server's weights; 3 images in runs of 2; at 2^40, the scale
+    // whose error is measured
+    let layers = named(vec![
+        conv(&mut Rng(17), 2, 3, 3, 2, 1),
+        poly(&[0.0, 0.0, 1.0], "square"),
+        LayerKind::Flatten,
+        dense(&mut Rng(18), 3 * 5 * 5, 4),
+    ]);
+    let input = Shape::new(2, 9, 9);
+    let net = Network::from_layers(input, &layers).unwrap();
+    let p = plan("channel-fast".parse::<PackingId>().unwrap(), &net, None).unwrap();
+    assert_eq!(p.input_ciphertexts, 2 * 4);
+    check_at("channel-fast", Some(40), input, &layers, 1, 19);
+    check_at("channel-fast-x2", Some(40), input, &layers, 3, 20);
 }
 
 #[test]

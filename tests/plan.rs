@@ -50,7 +50,7 @@ fn channel_counts_of_the_mnist_3layer_cnn_decompose_as_the_paper_states() {
 fn channel_fast_counts_of_the_mnist_3layer_cnn() {
     for c2 in [50usize, 40, 32] {
         let p = plan(
-            "channel-fast".parse::<PackingId>().unwrap(),
+            "channel-fast-im2col".parse::<PackingId>().unwrap(),
             &mnist("square", c2),
             None,
         )
@@ -77,23 +77,60 @@ fn channel_fast_counts_of_the_mnist_3layer_cnn() {
         assert_eq!(p.params.poly_modulus_degree, 16384);
         // every weight plaintext once: 25 + 125 + 16 products and 3 biases
         assert_eq!(p.memory.stored_plaintexts, 169);
+
+        // from the image's 4 phases (stride 2): conv1 is a 3×3 convolution over them, 4 × 9
+        // products of which 11 fall on no 5×5 kernel offset (phases 1 of a row or column
+        // reach offset 5), and each of the 8 nonzero offsets one giant-step rotation
+        let q = plan(
+            "channel-fast".parse::<PackingId>().unwrap(),
+            &mnist("square", c2),
+            None,
+        )
+        .unwrap();
+        assert_eq!(q.input_ciphertexts, 4);
+        let conv1 = q.layers[0].counts;
+        assert_eq!(
+            (conv1.hmulplain, conv1.skipped_zero, conv1.rotation),
+            (25, 11, 8)
+        );
+        assert_eq!(q.params, p.params);
     }
+    // the phase planes take 14 × 14 slots where the im2col ones took 12 × 12, so a ciphertext
+    // holds 41 blocks instead of 56: 32 channels still leave conv2 as it was, 8 rotations
+    // more in all
+    let q = plan(
+        "channel-fast".parse::<PackingId>().unwrap(),
+        &mnist("square", 32),
+        None,
+    )
+    .unwrap();
+    let conv2 = q
+        .layers
+        .iter()
+        .find(|s| s.name == "conv2+bn2")
+        .unwrap()
+        .counts;
+    assert_eq!((conv2.hmulplain, conv2.rotation), (125, 23));
+    assert_eq!(q.totals.rotation, 38 + 8);
     let faithful = plan(
         "channel".parse::<PackingId>().unwrap(),
         &mnist("swish-rg7-deg4", 50),
         None,
     )
     .unwrap();
-    let fast = plan(
-        "channel-fast".parse::<PackingId>().unwrap(),
-        &mnist("swish-rg7-deg4", 50),
-        None,
-    )
-    .unwrap();
-    assert_eq!(fast.depth, faithful.depth);
-    assert_eq!(fast.params, faithful.params);
-    assert!(fast.totals.rotation * 8 < faithful.totals.rotation);
-    assert!(fast.totals.hmulplain * 30 < faithful.totals.hmulplain);
+    // the least server work (im2col), and the fewest input ciphertexts (phases)
+    for (name, rotations, products) in [("channel-fast-im2col", 8, 30), ("channel-fast", 5, 20)] {
+        let fast = plan(
+            name.parse::<PackingId>().unwrap(),
+            &mnist("swish-rg7-deg4", 50),
+            None,
+        )
+        .unwrap();
+        assert_eq!(fast.depth, faithful.depth);
+        assert_eq!(fast.params, faithful.params);
+        assert!(fast.totals.rotation * rotations < faithful.totals.rotation);
+        assert!(fast.totals.hmulplain * products < faithful.totals.hmulplain);
+    }
 }
 
 #[test]
@@ -377,7 +414,11 @@ fn plan_command_prints_the_json_contract() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("unknown packing"));
     // every packing is named, the fast variants too
-    assert!(err.contains("channel, channel-fast, channel-fast-x2") && err.contains("x16, batch"));
+    assert!(
+        err.contains("channel, channel-fast, channel-fast-x2")
+            && err.contains("x16, channel-fast-im2col")
+    );
+    assert!(err.contains("channel-fast-x16-im2col, batch"));
 }
 
 /// The cost model on a table where only rotations (1 ms each, at any level) and encryptions

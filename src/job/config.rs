@@ -23,7 +23,8 @@ pub struct JobFile {
     pub dataset: Dataset,
     /// Dataset folder (else `$HEJOB_DATASETS`, else `data/datasets`).
     pub data_dir: Option<PathBuf>,
-    /// The packing, by name: `channel`, `channel-fast`, `channel-fast-x2|x4|x8|x16` or `batch`.
+    /// The packing, by name: `channel`, `channel-fast`, `channel-fast-x2|x4|x8|x16` (each also
+    /// with `-im2col`) or `batch`.
     pub packing: PackingId,
     /// A fixed CKKS scale in bits, with the compact modulus chain (default: the planner's
     /// search from 40 down to 30 bits; see `he::plan::plan`).

@@ -222,16 +222,12 @@ impl Init {
         let fan_in = (ic * k * k) as f64;
         Layer::new(
             name,
-            LayerKind::Conv(Conv {
-                oc,
-                ic,
-                kh: k,
-                kw: k,
-                stride,
-                padding,
-                weight: self.weights(oc * ic * k * k, fan_in),
-                bias: self.biases(oc, fan_in),
-            }),
+            LayerKind::Conv(Conv::square(
+                (oc, ic, k),
+                (stride, padding),
+                self.weights(oc * ic * k * k, fan_in),
+                self.biases(oc, fan_in),
+            )),
         )
     }
 

@@ -18,6 +18,25 @@ pub struct Conv {
 }
 
 impl Conv {
+    /// A `k × k` convolution from `ic` to `oc` channels (`weight`: `[o][i][y][x]`).
+    pub fn square(
+        (oc, ic, k): (usize, usize, usize),
+        (stride, padding): (usize, usize),
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+    ) -> Self {
+        Self {
+            oc,
+            ic,
+            kh: k,
+            kw: k,
+            stride,
+            padding,
+            weight,
+            bias,
+        }
+    }
+
     /// Index of weight `[o][i][y][x]`.
     pub fn at(&self, o: usize, i: usize, y: usize, x: usize) -> usize {
         ((o * self.ic + i) * self.kh + y) * self.kw + x

@@ -79,16 +79,12 @@ pub fn conv(
     padding: usize,
 ) -> LayerKind {
     let std = (1.0 / (ic * k * k) as f64).sqrt();
-    LayerKind::Conv(Conv {
-        oc,
-        ic,
-        kh: k,
-        kw: k,
-        stride,
-        padding,
-        weight: r.vec(oc * ic * k * k, -std, std),
-        bias: r.vec(oc, -0.1, 0.1),
-    })
+    LayerKind::Conv(Conv::square(
+        (oc, ic, k),
+        (stride, padding),
+        r.vec(oc * ic * k * k, -std, std),
+        r.vec(oc, -0.1, 0.1),
+    ))
 }
 
 /// A random batch-norm with plausible statistics.

@@ -15,6 +15,16 @@ pub(super) struct Grid {
 }
 
 impl Grid {
+    /// An `h × w` plane stored row after row with no gaps.
+    pub fn compact(h: usize, w: usize) -> Self {
+        Self {
+            h,
+            w,
+            row: w,
+            col: 1,
+        }
+    }
+
     pub fn slot(&self, y: usize, x: usize) -> usize {
         y * self.row + x * self.col
     }

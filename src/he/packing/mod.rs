@@ -64,8 +64,9 @@ pub trait Packing: Sync {
 pub enum PackingId {
     /// `channel`: the paper's channel-wise method.
     Channel,
-    /// `channel-fast` (one image per run) or `channel-fast-xK` (K images interleaved).
-    ChannelFast(fast::Lanes),
+    /// `channel-fast` (one image per run) or `channel-fast-xK` (K images interleaved), each
+    /// with its input as phases or (`-im2col`) one ciphertext per kernel offset.
+    ChannelFast(fast::Lanes, fast::InputForm),
     /// `batch`: batch-axis.
     Batch,
 }
@@ -78,8 +79,8 @@ macro_rules! with_packing {
                 let $p = &channel::ChannelWise;
                 $body
             }
-            PackingId::ChannelFast(lanes) => {
-                let $p = &fast::ChannelFast::new(lanes);
+            PackingId::ChannelFast(lanes, input) => {
+                let $p = &fast::ChannelFast::new(lanes, input);
                 $body
             }
             PackingId::Batch => {
@@ -99,7 +100,11 @@ impl PackingId {
     /// Every packing, in the order the documentation lists them.
     pub fn all() -> impl Iterator<Item = PackingId> {
         std::iter::once(PackingId::Channel)
-            .chain(fast::Lanes::ALL.into_iter().map(PackingId::ChannelFast))
+            .chain(fast::InputForm::ALL.into_iter().flat_map(|input| {
+                fast::Lanes::ALL
+                    .into_iter()
+                    .map(move |lanes| PackingId::ChannelFast(lanes, input))
+            }))
             .chain(std::iter::once(PackingId::Batch))
     }
 

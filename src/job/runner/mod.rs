@@ -505,6 +505,8 @@ impl Ctx<'_> {
             reason: e.to_string(),
         };
         self.world.broadcast(Some(stop.to_bytes(&[])));
+        // the others log the reason before this rank exits and the launcher stops them
+        self.world.barrier();
         e
     }
 
@@ -668,7 +670,12 @@ impl Ctx<'_> {
         let bytes = self.world.broadcast(None);
         let (setup, tail) = Setup::from_bytes(&bytes)?;
         match (setup, work) {
-            (Setup::Stop { reason }, _) => Err(JobError::Stopped(reason)),
+            (Setup::Stop { reason }, _) => {
+                let e = JobError::Stopped(reason);
+                log::error!("rank {}: {e}", self.world.rank());
+                self.world.barrier();
+                Err(e)
+            }
             (Setup::Idle, _) => Ok(()),
             (
                 Setup::Upload {

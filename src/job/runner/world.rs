@@ -82,6 +82,12 @@ impl World {
         (0..self.size).filter(|&r| all[r] == 0).collect()
     }
 
+    /// Every rank waits here until all have come (collective): a rank about to fail the job
+    /// lets the others say why first, since the launcher stops them once one exits non-zero.
+    pub fn barrier(&self) {
+        self.comm.barrier();
+    }
+
     /// Rank 0 sends `bytes` to every rank; the others pass `None` and get rank 0's bytes.
     /// Receivers sleep until rank 0 announces the length, so a long key generation costs them
     /// no CPU.

@@ -1,10 +1,11 @@
 //! Where `channel-fast` keeps a feature map: channel planes placed in the slots of its
 //! ciphertexts (at block starts, or multiplexed into the stride gaps of other planes), or,
 //! after a dense layer, one ciphertext whose slots repeat the values with a period. Also the
-//! client's input layout, in which a first convolution's kernel offsets are laid out by the
-//! client (im2col).
+//! client's input layout: the image's phases (a first convolution's kernel offsets then come
+//! from rotations on the server) or, where that is not fewer ciphertexts, im2col channels.
 
 use super::super::grid::Grid;
+use super::InputForm;
 use crate::he::Network;
 use crate::model::{Conv, LayerKind};
 
@@ -285,9 +286,26 @@ impl Layout {
 #[derive(Clone, Debug)]
 pub(super) struct Input {
     pub layout: Layout,
-    /// The network's first convolution as a 1×1 convolution over the input's im2col
-    /// channels, if the network starts with one.
+    /// What each input ciphertext holds.
+    pub form: Form,
+    /// The network's first convolution as the input form reads it (a 1×1 convolution over
+    /// im2col channels, or a stride-1 convolution over phase planes), if it starts with one.
     pub first_conv: Option<Conv>,
+}
+
+/// What the client puts in the input ciphertexts, one channel each, repeated in every block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Form {
+    /// The image's channels (the network does not start with a convolution).
+    Image,
+    /// One channel per input channel and kernel offset of the first convolution: the
+    /// convolution needs no rotation, but the client encrypts kh·kw ciphertexts per channel.
+    Im2col,
+    /// The stride² phases of each input channel (every stride-th row and column from an
+    /// offset; for stride 1 the channel itself): the client encrypts stride² ciphertexts per
+    /// channel, and the first convolution becomes a stride-1 convolution over them whose
+    /// kernel offsets are shared rotations on the server.
+    Phases,
 }
 
 /// The network's first layer if it is a convolution.
@@ -298,44 +316,57 @@ fn first_conv(net: &Network) -> Option<&Conv> {
     }
 }
 
-/// Input channels of one image: the image's, or its im2col channels (one per channel and
-/// kernel offset) when the network starts with a convolution.
-fn input_channels(net: &Network) -> usize {
-    net.input.c * first_conv(net).map_or(1, |c| c.kh * c.kw)
-}
-
 /// The input layout of `net` with `slots` slots, or why it does not fit.
 ///
 /// Each input channel is in its own ciphertext, repeated in every block, so that every output
-/// block of the first layer finds it in place. A first convolution is done by the client's
-/// layout as far as rotations go (im2col): channel (i, ky, kx) holds, at output position
-/// (oy, ox), the input pixel that kernel offset (ky, kx) reads there, so the convolution is a
-/// 1×1 convolution over those channels, needs no rotation, and its output is compact even
-/// with a stride. (Packing several such channels per ciphertext saves encryptions but costs
-/// block rotations and output capacity; measured on the MNIST network it was slower both in
-/// latency and in images per second.)
-pub(super) fn input(net: &Network, slots: usize) -> Result<Input, String> {
-    let first = first_conv(net);
-    let (h, w) = match first {
-        Some(_) => {
-            let out = net.shapes[0];
-            (out.h, out.w)
+/// block of the first layer finds it in place. A network that starts with a convolution gets
+/// its input in phases (few ciphertexts, the kernel offsets by rotation on the server) when
+/// `prefer` asks for them, that means fewer ciphertexts than im2col and a phase plane fits in
+/// the slots; otherwise in im2col form (one ciphertext per kernel offset, no rotation, a
+/// compact output even with a stride). `hejob plan` prints the client's and the server's time
+/// for both.
+pub(super) fn input(net: &Network, slots: usize, prefer: InputForm) -> Result<Input, String> {
+    let Some(first) = first_conv(net) else {
+        let (h, w) = (net.input.h, net.input.w);
+        return planes(net.input.c, Grid::compact(h, w), slots).map(|layout| Input {
+            layout,
+            form: Form::Image,
+            first_conv: None,
+        });
+    };
+    let out = net.shapes[0];
+    let phased = phases(first, (net.input.h, net.input.w), (out.h, out.w));
+    if prefer == InputForm::Phases && phased.0.ic < first.ic * first.kh * first.kw {
+        if let Ok(layout) = planes(phased.0.ic, phased.1, slots) {
+            return Ok(Input {
+                layout,
+                form: Form::Phases,
+                first_conv: Some(phased.0),
+            });
         }
-        None => (net.input.h, net.input.w),
-    };
-    let grid = Grid {
-        h,
-        w,
-        row: w,
-        col: 1,
-    };
+    }
+    let layout = planes(
+        first.ic * first.kh * first.kw,
+        Grid::compact(out.h, out.w),
+        slots,
+    )?;
+    Ok(Input {
+        layout,
+        form: Form::Im2col,
+        first_conv: Some(im2col(first)),
+    })
+}
+
+/// `channels` input planes on `grid`, each repeated in every block of the grid's span.
+fn planes(channels: usize, grid: Grid, slots: usize) -> Result<Layout, String> {
     let block = grid.span();
     if block > slots {
         return Err(format!(
-            "a {h}×{w} plane needs {block} slots, more than {slots}"
+            "a {}×{} plane needs {block} slots, more than {slots}",
+            grid.h, grid.w
         ));
     }
-    let cts = (0..input_channels(net))
+    let cts = (0..channels)
         .map(|channel| {
             (0..slots / block)
                 .map(|b| Place {
@@ -345,10 +376,13 @@ pub(super) fn input(net: &Network, slots: usize) -> Result<Input, String> {
                 .collect()
         })
         .collect();
-    Ok(Input {
-        layout: Layout::Planes(Planes::new(grid, block, (w, 1), slots, cts)),
-        first_conv: first.map(im2col),
-    })
+    Ok(Layout::Planes(Planes::new(
+        grid,
+        block,
+        (grid.row, grid.col),
+        slots,
+        cts,
+    )))
 }
 
 impl Input {
@@ -358,18 +392,34 @@ impl Input {
             unreachable!("inputs are planes")
         };
         let (s, first) = (net.input, first_conv(net));
-        // the pixel of channel c at plane position (y, x)
-        let pixel = |c: usize, y: usize, x: usize| -> f64 {
-            let Some(conv) = first else {
-                return image[(c * s.h + y) * s.w + x];
-            };
-            let (i, k) = (c / (conv.kh * conv.kw), c % (conv.kh * conv.kw));
-            let iy = (y * conv.stride + k / conv.kw) as isize - conv.padding as isize;
-            let ix = (x * conv.stride + k % conv.kw) as isize - conv.padding as isize;
+        let at = |i: usize, iy: isize, ix: isize| -> f64 {
             if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize {
                 0.0
             } else {
                 image[(i * s.h + iy as usize) * s.w + ix as usize]
+            }
+        };
+        // the value of input channel c at plane position (y, x)
+        let pixel = |c: usize, y: usize, x: usize| -> f64 {
+            let (y, x) = (y as isize, x as isize);
+            let Some(conv) = first else {
+                return at(c, y, x);
+            };
+            let stride = conv.stride as isize;
+            match self.form {
+                Form::Image => at(c, y, x),
+                Form::Im2col => {
+                    let (i, k) = (c / (conv.kh * conv.kw), c % (conv.kh * conv.kw));
+                    let pad = conv.padding as isize;
+                    let ky = (k / conv.kw) as isize;
+                    let kx = (k % conv.kw) as isize;
+                    at(i, y * stride + ky - pad, x * stride + kx - pad)
+                }
+                Form::Phases => {
+                    let s2 = conv.stride * conv.stride;
+                    let (i, a, b) = (c / s2, (c % s2) / conv.stride, c % conv.stride);
+                    at(i, y * stride + a as isize, x * stride + b as isize)
+                }
             }
         };
         (0..planes.cts.len())
@@ -403,6 +453,49 @@ fn im2col(c: &Conv) -> Conv {
     }
 }
 
+/// `c` (stride s, padding p) over an `h × w` input with an `out` output, as a stride-1
+/// convolution over the input's phases, and the phase planes' grid.
+///
+/// Phase (a, b) of input channel i is channel `(i·s + a)·s + b`, holding input pixel
+/// (s·y + a, s·x + b) at (y, x). Kernel row ky reads input row s·oy + ky − p, that is phase
+/// row a = (ky − p) mod s at row oy + ⌊(ky − p)/s⌋: kernel row ⌊(ky − p)/s⌋ + P of a
+/// convolution with padding P = ⌈p/s⌉ (columns alike). Kernel offsets that fall on no
+/// original offset get weight zero. The grid holds the phase planes and the output; what lies
+/// beyond a phase's pixels is zero, as padding would be.
+fn phases(c: &Conv, (h, w): (usize, usize), out: (usize, usize)) -> (Conv, Grid) {
+    let (s, p) = (c.stride as isize, c.padding as isize);
+    let pad = (p + s - 1) / s;
+    let kernel = |k: usize| ((k as isize - 1 - p).div_euclid(s) + pad + 1) as usize;
+    let (kh, kw) = (kernel(c.kh), kernel(c.kw));
+    let ic = c.ic * c.stride * c.stride;
+    let mut phased = Conv {
+        oc: c.oc,
+        ic,
+        kh,
+        kw,
+        stride: 1,
+        padding: pad as usize,
+        weight: vec![0.0; c.oc * ic * kh * kw],
+        bias: c.bias.clone(),
+    };
+    for o in 0..c.oc {
+        for i in 0..c.ic {
+            for ky in 0..c.kh {
+                for kx in 0..c.kw {
+                    let (u, v) = (ky as isize - p, kx as isize - p);
+                    let (a, qy) = (u.rem_euclid(s) as usize, (u.div_euclid(s) + pad) as usize);
+                    let (b, qx) = (v.rem_euclid(s) as usize, (v.div_euclid(s) + pad) as usize);
+                    let channel = (i * c.stride + a) * c.stride + b;
+                    let at = phased.at(o, channel, qy, qx);
+                    phased.weight[at] = c.weight[c.at(o, i, ky, kx)];
+                }
+            }
+        }
+    }
+    let side = |n: usize, o: usize| n.div_ceil(c.stride).max(o);
+    (phased, Grid::compact(side(h, out.0), side(w, out.1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -428,6 +521,109 @@ mod tests {
             })
             .collect();
         Planes::new(grid, 1024, (32, 1), 8192, cts).pooled(2, 2, (8, 8))
+    }
+
+    /// A first convolution evaluated the way the server does on the client's phase planes
+    /// (a stride-1 convolution, zero beyond the grid) equals the convolution on the image,
+    /// for strides 1 to 3 with and without padding, and the phases are fewer ciphertexts.
+    #[test]
+    fn phase_planes_and_their_convolution_equal_the_first_convolution() {
+        use crate::data::Shape;
+        use crate::model::Layer;
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        // (channels, height, width, kernel, stride, padding)
+        let cases = [
+            (1, 28, 28, 5, 2, 0),
+            (3, 32, 32, 3, 1, 1),
+            (2, 11, 9, 3, 2, 1),
+            (1, 13, 13, 4, 3, 2),
+            (2, 8, 10, 5, 2, 2),
+        ];
+        for (ic, h, w, k, stride, padding) in cases {
+            let oc = 3;
+            let c = Conv::square(
+                (oc, ic, k),
+                (stride, padding),
+                (0..oc * ic * k * k).map(|_| next()).collect(),
+                (0..oc).map(|_| next()).collect(),
+            );
+            let layers = [Layer::new("conv", LayerKind::Conv(c.clone()))];
+            let net = Network::from_layers(Shape::new(ic, h, w), &layers).unwrap();
+            let image: Vec<f64> = (0..ic * h * w).map(|_| next()).collect();
+            let slots = 8192;
+            let front = input(&net, slots, InputForm::Phases).unwrap();
+            assert_eq!(front.form, Form::Phases, "case {:?}", (ic, h, w, k, stride));
+            assert_eq!(front.layout.count(), ic * stride * stride);
+            let Layout::Planes(planes) = &front.layout else {
+                unreachable!()
+            };
+            let (g, phased) = (planes.grid, front.first_conv.as_ref().unwrap());
+            assert_eq!((phased.stride, phased.ic), (1, ic * stride * stride));
+            let vectors = front.vectors(&net, slots, &image);
+            let out = net.shapes[0];
+            for o in 0..oc {
+                for oy in 0..out.h {
+                    for ox in 0..out.w {
+                        let mut direct = c.bias[o];
+                        for i in 0..ic {
+                            for ky in 0..k {
+                                for kx in 0..k {
+                                    let y = (oy * stride + ky) as isize - padding as isize;
+                                    let x = (ox * stride + kx) as isize - padding as isize;
+                                    if y >= 0 && x >= 0 && (y as usize) < h && (x as usize) < w {
+                                        direct += c.weight[c.at(o, i, ky, kx)]
+                                            * image[(i * h + y as usize) * w + x as usize];
+                                    }
+                                }
+                            }
+                        }
+                        let mut served = phased.bias[o];
+                        let pad = phased.padding as isize;
+                        for (ch, v) in vectors.iter().enumerate() {
+                            for qy in 0..phased.kh {
+                                for qx in 0..phased.kw {
+                                    let y = (oy + qy) as isize - pad;
+                                    let x = (ox + qx) as isize - pad;
+                                    if y >= 0 && x >= 0 && (y as usize) < g.h && (x as usize) < g.w
+                                    {
+                                        served += phased.weight[phased.at(o, ch, qy, qx)]
+                                            * v[g.slot(y as usize, x as usize)];
+                                    }
+                                }
+                            }
+                        }
+                        assert!(
+                            (direct - served).abs() < 1e-12,
+                            "case {:?}, output ({o}, {oy}, {ox}): {direct} vs {served}",
+                            (ic, h, w, k, stride, padding)
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A 2×2 kernel of stride 2 reads four phases, as many ciphertexts as im2col: the client
+    /// gets im2col, which needs no rotation, whichever form is preferred.
+    #[test]
+    fn im2col_where_phases_are_not_fewer() {
+        use crate::data::Shape;
+        use crate::model::Layer;
+        let c = Conv::square((2, 1, 2), (2, 0), vec![0.5; 8], vec![0.0; 2]);
+        let layers = [Layer::new("conv", LayerKind::Conv(c))];
+        let net = Network::from_layers(Shape::new(1, 8, 8), &layers).unwrap();
+        for prefer in InputForm::ALL {
+            let front = input(&net, 4096, prefer).unwrap();
+            assert_eq!(front.form, Form::Im2col);
+            assert_eq!(front.layout.count(), 4);
+            assert_eq!(front.first_conv.unwrap().kh, 1);
+        }
     }
 
     #[test]

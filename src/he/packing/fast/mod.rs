@@ -10,8 +10,12 @@
 //! - Maps stay zero off their planes except where pooling spreads them, so pooled maps that
 //!   miss each other are merged into one ciphertext (one rotation each), and a convolution may
 //!   write its output planes into each other's stride gaps when that needs fewer products.
-//! - A strided first convolution reads its input as stride² phases that the client sends, so
-//!   that its output is compact (no stride gaps) without any rotation.
+//! - The client sends each input channel's stride² phases (every stride-th row and column of
+//!   the image, from each offset), and the first convolution is a stride-1 convolution over
+//!   them whose kernel offsets are shared rotations: few input ciphertexts. The `-im2col`
+//!   variants send one ciphertext per kernel offset instead (no rotation in the first
+//!   convolution and a compact output even with a stride: less server time, a client that
+//!   encrypts kh·kw ciphertexts per channel).
 //! - Weight plaintexts are encoded once per model at the level where they are used (the
 //!   executor's store), never per image.
 
@@ -29,9 +33,27 @@ use layout::Layout;
 
 /// The fast channel-wise packing, with `lanes` images interleaved slot by slot in each
 /// ciphertext (1: one image per run, the lowest latency; more: the same operations serve
-/// several images, for throughput, as long as one image's layout fits in `slots / lanes`).
+/// several images, for throughput, as long as one image's layout fits in `slots / lanes`),
+/// and the client's input in the form `input`.
 pub struct ChannelFast {
     lanes: Lanes,
+    input: InputForm,
+}
+
+/// What the client encrypts when a network starts with a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputForm {
+    /// The image's phases, or im2col channels where those are not more ciphertexts
+    /// (`channel-fast`, `channel-fast-xK`): the fewest ciphertexts.
+    Phases,
+    /// One ciphertext per channel and kernel offset (`channel-fast-im2col`,
+    /// `channel-fast-xK-im2col`): the least server time.
+    Im2col,
+}
+
+impl InputForm {
+    /// Both, the default first.
+    pub const ALL: [InputForm; 2] = [InputForm::Phases, InputForm::Im2col];
 }
 
 /// Images per ciphertext of `channel-fast-xK`: 1 (`channel-fast`), 2, 4, 8 or 16; no other
@@ -50,8 +72,8 @@ impl Lanes {
 }
 
 impl ChannelFast {
-    pub(crate) fn new(lanes: Lanes) -> Self {
-        Self { lanes }
+    pub(crate) fn new(lanes: Lanes, input: InputForm) -> Self {
+        Self { lanes, input }
     }
 }
 
@@ -61,12 +83,17 @@ const EXTRA: u64 = 1 << 32;
 
 impl Packing for ChannelFast {
     fn name(&self) -> &'static str {
-        match self.lanes.0 {
-            1 => "channel-fast",
-            2 => "channel-fast-x2",
-            4 => "channel-fast-x4",
-            8 => "channel-fast-x8",
-            _ => "channel-fast-x16",
+        match (self.lanes.0, self.input) {
+            (1, InputForm::Phases) => "channel-fast",
+            (2, InputForm::Phases) => "channel-fast-x2",
+            (4, InputForm::Phases) => "channel-fast-x4",
+            (8, InputForm::Phases) => "channel-fast-x8",
+            (_, InputForm::Phases) => "channel-fast-x16",
+            (1, InputForm::Im2col) => "channel-fast-im2col",
+            (2, InputForm::Im2col) => "channel-fast-x2-im2col",
+            (4, InputForm::Im2col) => "channel-fast-x4-im2col",
+            (8, InputForm::Im2col) => "channel-fast-x8-im2col",
+            (_, InputForm::Im2col) => "channel-fast-x16-im2col",
         }
     }
 
@@ -80,7 +107,7 @@ impl Packing for ChannelFast {
 
     fn fits(&self, net: &Network, slots: usize) -> Result<(), String> {
         let slots = slots / self.lanes.get();
-        layout::input(net, slots)?;
+        layout::input(net, slots, self.input)?;
         let mut planes = true;
         for (i, layer) in net.layers.iter().enumerate() {
             let at = |what: &str| format!("layer {i} ({}): {what}", layer.name);
@@ -118,12 +145,12 @@ impl Packing for ChannelFast {
     }
 
     fn input_count(&self, net: &Network, slots: usize) -> usize {
-        layout::input(net, slots / self.lanes.get()).map_or(0, |i| i.layout.count())
+        layout::input(net, slots / self.lanes.get(), self.input).map_or(0, |i| i.layout.count())
     }
 
     fn input_vectors(&self, net: &Network, slots: usize, images: &[Vec<f64>]) -> Vec<Vec<f64>> {
         let slots = slots / self.lanes.get();
-        let input = layout::input(net, slots).expect("planned networks fit");
+        let input = layout::input(net, slots, self.input).expect("planned networks fit");
         let per_image: Vec<Vec<Vec<f64>>> = images
             .iter()
             .map(|img| input.vectors(net, slots, img))
@@ -148,7 +175,7 @@ impl Packing for ChannelFast {
         input: Vec<B::Ct>,
         stages: &mut StageLog,
     ) -> Result<Vec<B::Ct>, HeError> {
-        let front = layout::input(net, exec.slots()).map_err(HeError::Internal)?;
+        let front = layout::input(net, exec.slots(), self.input).map_err(HeError::Internal)?;
         let mut map = (front.layout, input);
         let mut gap = None;
         for (index, layer) in net.layers.iter().enumerate() {
