@@ -372,6 +372,36 @@ fn a_private_mode_job_never_sees_the_secret_key_and_decrypts_to_measuring_modes_
     let (ok, _, err) = hejob(&to_new);
     assert!(ok, "{err}");
     refused(&to_new, "two-plain.h5", "never writes over a file");
+    // without the test set: the HE predictions alone, to a new file only
+    let empty = d.join("no-datasets");
+    std::fs::create_dir(&empty).unwrap();
+    let blind = [
+        "decrypt",
+        "--keys",
+        k,
+        "--result",
+        &two,
+        "--data-dir",
+        empty.to_str().unwrap(),
+    ];
+    refused(&blind, "no-datasets", "give --out");
+    let two_blind = path("two-blind.h5");
+    let (ok, out, err) = hejob(&[&blind[..], &["--out", &two_blind]].concat());
+    assert!(ok, "{err}");
+    assert!(out.contains("10 images decrypted (HE predictions"), "{out}");
+    let (blind, plain) = (
+        hdf5::File::open(&two_blind).unwrap(),
+        hdf5::File::open(&two_plain).unwrap(),
+    );
+    let format = blind.attr("format").unwrap();
+    let format = format.read_scalar::<hdf5::types::VarLenUnicode>().unwrap();
+    assert_eq!(format.as_str(), "hejob-predictions");
+    for name in ["index", "he_pred"] {
+        let col = |f: &hdf5::File| f.dataset(name).unwrap().read_raw::<i64>().unwrap();
+        assert_eq!(col(&blind), col(&plain), "{name}");
+    }
+    let logits = |f: &hdf5::File| f.dataset("he_logits").unwrap().read_raw::<f64>().unwrap();
+    assert_eq!(logits(&blind), logits(&plain));
     let measuring = job("measured", "offset = 20\nlimit = 10\n");
     let (ok, _, err) = hejob(&["--config", &measuring, "--threads", "2"]);
     assert!(ok, "{err}");

@@ -1,14 +1,16 @@
 //! `hejob decrypt`: private mode's last step, on the key owner's machine. The encrypted logits
 //! of a private-mode result file are decrypted and compared with the plaintext network, and the
 //! result is written as a measuring-mode result file, so that summaries and `hejob report`
-//! read it as any other.
+//! read it as any other; without the test set at hand, the HE predictions alone go to a new
+//! file (`job::predictions`).
 
 use std::path::Path;
 
 use crate::cli::{DecryptArgs, ProbeKind};
-use crate::data;
+use crate::data::{self, DataError};
 use crate::he::infer::{ImageRecord, Owner, RunOutput};
 use crate::he::{plan, Network};
+use crate::job::predictions::Predictions;
 use crate::job::results::JobResult;
 use crate::job::sealed::Sealed;
 use crate::model::file;
@@ -55,18 +57,66 @@ pub fn run(a: DecryptArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
-    let images = model
+    let images = match model
         .dataset
-        .load_test(&data::resolve_dir(a.data_dir.as_deref()))?;
+        .load_test(&data::resolve_dir(a.data_dir.as_deref()))
+    {
+        Ok(images) => Some(images),
+        Err(DataError::Missing { path, .. }) => {
+            let Some(out) = &a.out else {
+                return Err(at(
+                    &path,
+                    "is missing, and without the test set hejob decrypt writes the HE \
+                     predictions only, to a new file: give --out (the encrypted result stays, \
+                     to compare later), or --data-dir"
+                        .into(),
+                ));
+            };
+            println!(
+                "{} is missing: {} gets the HE predictions only, without the plaintext \
+                 comparison",
+                path.display(),
+                out.display()
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let outputs = sealed.outputs().map_err(|why| at(&a.result, why))?;
     let owner = Owner::with_client(model.clone(), net, manifest.packing, plan, owner.client);
     let mut records: Vec<(usize, ImageRecord)> = Vec::new();
+    let mut predictions: Vec<(usize, Vec<f64>)> = Vec::new();
     let mut runs = Vec::with_capacity(outputs.len());
     for (bytes, &rank) in outputs.iter().zip(&sealed.run_ranks) {
         let run = RunOutput::from_bytes(owner.context(), bytes)
             .map_err(|e| at(&a.result, e.to_string()))?;
-        records.extend(owner.records(&images, &run)?.into_iter().map(|r| (rank, r)));
+        let he = owner.decrypt(&run)?;
+        match &images {
+            Some(images) => records.extend(
+                owner
+                    .compare(images, &run, he)
+                    .into_iter()
+                    .map(|r| (rank, r)),
+            ),
+            None => predictions.extend(run.images.iter().copied().zip(he)),
+        }
         runs.push(run.evaluation);
+    }
+    if images.is_none() {
+        predictions.sort_by_key(|(index, _)| *index);
+        let out = a.out.as_deref().expect("checked above");
+        Predictions {
+            sealed: &sealed,
+            packing: manifest.packing,
+            images: &predictions,
+        }
+        .write(out)?;
+        println!(
+            "{}: {} images decrypted (HE predictions and logits)",
+            out.display(),
+            predictions.len()
+        );
+        return Ok(());
     }
     records.sort_by_key(|(_, r)| r.index);
     let out = a.out.as_deref().unwrap_or(&a.result);

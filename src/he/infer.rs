@@ -240,7 +240,7 @@ impl Owner {
     }
 
     /// Each image of a run, its decrypted logits `he` beside the plaintext network's.
-    fn compare(&self, images: &Images, run: &RunOutput, he: Vec<Vec<f64>>) -> Vec<ImageRecord> {
+    pub fn compare(&self, images: &Images, run: &RunOutput, he: Vec<Vec<f64>>) -> Vec<ImageRecord> {
         run.images
             .iter()
             .zip(he)

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod lock;
+pub mod predictions;
 pub mod results;
 pub mod runner;
 pub mod sealed;

@@ -67,6 +67,27 @@ pub fn owner(path: &Path) -> Result<Owner, String> {
     })
 }
 
+/// Creates the HDF5 file `path` as `path.tmp`, fills it with `fill` and renames it, so that a
+/// reader never sees half a file; nothing is left behind on failure.
+pub(crate) fn write_file(
+    path: &Path,
+    fill: impl FnOnce(&hdf5::File) -> Result<(), String>,
+) -> Result<(), JobError> {
+    let fail = |reason: String| JobError::Results {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let written = hdf5::File::create(&tmp)
+        .map_err(|e| e.to_string())
+        .and_then(|f| fill(&f));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+}
+
 /// The summary numbers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -117,18 +138,10 @@ impl JobResult<'_> {
 
     /// Writes the file to `path` through `path.tmp`.
     pub fn write(&self, path: &Path) -> Result<Summary, JobError> {
-        let fail = |reason: String| JobError::Results {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
         let summary = self.summary();
-        let written = hdf5::File::create(&tmp).and_then(|f| self.write_to(&f, &summary));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(e.to_string()));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))?;
+        write_file(path, |f| {
+            self.write_to(f, &summary).map_err(|e| e.to_string())
+        })?;
         Ok(summary)
     }
 

@@ -131,19 +131,7 @@ pub struct SealedResult<'a> {
 impl SealedResult<'_> {
     /// Writes the file to `path` through `path.tmp`.
     pub fn write(&self, path: &Path) -> Result<(), JobError> {
-        let fail = |reason: String| JobError::Results {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-        let written = hdf5::File::create(&tmp)
-            .map_err(|e| e.to_string())
-            .and_then(|f| self.write_to(&f));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(fail(e));
-        }
-        std::fs::rename(&tmp, path).map_err(|e| fail(e.to_string()))
+        super::results::write_file(path, |f| self.write_to(f))
     }
 
     fn write_to(&self, f: &hdf5::File) -> Result<(), String> {

@@ -324,7 +324,7 @@ fn first_conv(net: &Network) -> Option<&Conv> {
 /// `prefer` asks for them, that means fewer ciphertexts than im2col and a phase plane fits in
 /// the slots; otherwise in im2col form (one ciphertext per kernel offset, no rotation, a
 /// compact output even with a stride). `hejob plan` prints the client's and the server's time
-/// for both.
+/// under each packing.
 pub(super) fn input(net: &Network, slots: usize, prefer: InputForm) -> Result<Input, String> {
     let Some(first) = first_conv(net) else {
         let (h, w) = (net.input.h, net.input.w);
