@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use hejob::he::infer::ImageRecord;
 use hejob::he::packing::{Evaluation, PackingId, Stage};
 use hejob::he::{plan, Network};
-use hejob::job::results::{JobResult, Summary};
+use hejob::job::results::{JobResult, JobRun, Summary};
 use hejob::model::arch::{self, Arch};
 use hejob::report::evidence::{self, Standing};
 use hejob::report::read;
@@ -80,17 +80,20 @@ fn write_result(
             )
         })
         .collect();
-    let result = JobResult {
-        job_text: "# written by tests/report.rs\n",
-        fingerprint: &fingerprint,
-        model_path: &model_path,
-        model: &model,
-        plan: &plan,
+    let job = JobRun {
+        job_text: "# written by tests/report.rs\n".into(),
+        fingerprint: fingerprint.clone(),
+        model_path: model_path.clone(),
         ranks: 1,
         threads: 2,
         runs_in_flight: 1,
         start: "2026-01-01T00:00:00Z".into(),
         end: "2026-01-01T00:01:00Z".into(),
+    };
+    let result = JobResult {
+        job: &job,
+        model: &model,
+        plan: &plan,
         records: &records,
         runs: &runs,
     };

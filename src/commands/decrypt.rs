@@ -121,16 +121,9 @@ pub fn run(a: DecryptArgs) -> Result<(), Error> {
     records.sort_by_key(|(_, r)| r.index);
     let out = a.out.as_deref().unwrap_or(&a.result);
     let summary = JobResult {
-        job_text: &sealed.job_text,
-        fingerprint: &sealed.fingerprint,
-        model_path: &sealed.model,
+        job: &sealed.job,
         model: &model,
         plan: &owner.plan,
-        ranks: sealed.ranks,
-        threads: sealed.threads,
-        runs_in_flight: sealed.runs_in_flight,
-        start: sealed.start.clone(),
-        end: sealed.end.clone(),
         records: &records,
         runs: &runs,
     }

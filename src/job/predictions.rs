@@ -30,16 +30,11 @@ impl Predictions<'_> {
     }
 
     fn write_to(&self, f: &hdf5::File) -> hdf5::Result<()> {
-        let s = self.sealed;
+        self.sealed.job.write_attrs(f)?;
         for (name, value) in [
             ("format", FORMAT),
-            ("job_toml", &s.job_text),
-            ("fingerprint", &s.fingerprint),
-            ("model", &s.model.display().to_string()),
             ("packing", self.packing.name()),
-            ("key_id", &s.key_id),
-            ("hejob_version", env!("CARGO_PKG_VERSION")),
-            ("hejob_build", env!("HEJOB_BUILD")),
+            ("key_id", &self.sealed.key_id),
         ] {
             write_str(f, name, value)?;
         }

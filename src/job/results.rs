@@ -18,20 +18,78 @@ use crate::model::Model;
 pub const FORMAT: &str = "hejob-result";
 pub const VERSION: i64 = 1;
 
-/// Everything a result file holds.
-pub struct JobResult<'a> {
-    pub job_text: &'a str,
-    /// The job's identity (`checkpoint::fingerprint`): model contents, dataset, packing, scale.
-    pub fingerprint: &'a str,
-    pub model_path: &'a Path,
-    pub model: &'a Model,
-    pub plan: &'a Plan,
+/// Which job made a result and how it ran: what every result file records, encrypted or not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRun {
+    pub job_text: String,
+    /// The job's identity (`checkpoint::fingerprint`): model contents, dataset, packing, scale
+    /// (and in private mode the keys and inputs).
+    pub fingerprint: String,
+    pub model_path: PathBuf,
     pub ranks: usize,
     pub threads: usize,
     /// Runs each rank kept in flight.
     pub runs_in_flight: usize,
     pub start: String,
     pub end: String,
+}
+
+impl JobRun {
+    /// Writes the attributes `job_toml`, `fingerprint`, `model`, `ranks`, `threads_per_rank`,
+    /// `runs_in_flight`, `start_time`, `end_time`, and the writing build's `hejob_version`
+    /// and `hejob_build`.
+    pub(crate) fn write_attrs(&self, f: &hdf5::File) -> hdf5::Result<()> {
+        for (name, value) in [
+            ("job_toml", self.job_text.as_str()),
+            ("fingerprint", &self.fingerprint),
+            ("model", &self.model_path.display().to_string()),
+            ("start_time", &self.start),
+            ("end_time", &self.end),
+            ("hejob_version", env!("CARGO_PKG_VERSION")),
+            ("hejob_build", env!("HEJOB_BUILD")),
+        ] {
+            write_str(f, name, value)?;
+        }
+        for (name, value) in [
+            ("ranks", self.ranks),
+            ("threads_per_rank", self.threads),
+            ("runs_in_flight", self.runs_in_flight),
+        ] {
+            f.new_attr::<u64>()
+                .create(name)?
+                .write_scalar(&(value as u64))?;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`JobRun::write_attrs`] wrote.
+    pub(crate) fn read_attrs(f: &hdf5::File) -> Result<Self, String> {
+        use crate::model::file::read_str;
+        let string = |name: &str| read_str(f, name).map_err(|e| e.to_string());
+        let number = |name: &str| -> Result<usize, String> {
+            f.attr(name)
+                .and_then(|a| a.read_scalar::<u64>())
+                .map(|v| v as usize)
+                .map_err(|_| format!("unreadable attribute '{name}'"))
+        };
+        Ok(Self {
+            job_text: string("job_toml")?,
+            fingerprint: string("fingerprint")?,
+            model_path: PathBuf::from(string("model")?),
+            ranks: number("ranks")?,
+            threads: number("threads_per_rank")?,
+            runs_in_flight: number("runs_in_flight")?,
+            start: string("start_time")?,
+            end: string("end_time")?,
+        })
+    }
+}
+
+/// Everything a result file holds.
+pub struct JobResult<'a> {
+    pub job: &'a JobRun,
+    pub model: &'a Model,
+    pub plan: &'a Plan,
     /// Every image once, in test-set order.
     pub records: &'a [(usize, ImageRecord)],
     /// Every run (one per image for channel-wise, one per batch for batch-axis), in order.
@@ -151,9 +209,7 @@ impl JobResult<'_> {
         f.new_attr::<i64>()
             .create("format_version")?
             .write_scalar(&VERSION)?;
-        write_str(f, "job_toml", self.job_text)?;
-        write_str(f, "fingerprint", self.fingerprint)?;
-        write_str(f, "model", &self.model_path.display().to_string())?;
+        self.job.write_attrs(f)?;
         write_str(f, "packing", &self.plan.packing.to_string())?;
         f.new_attr::<u64>()
             .create("poly_modulus_degree")?
@@ -167,19 +223,6 @@ impl JobResult<'_> {
         f.new_attr::<i64>()
             .create("security_level")?
             .write_scalar(&128)?;
-        f.new_attr::<u64>()
-            .create("ranks")?
-            .write_scalar(&(self.ranks as u64))?;
-        f.new_attr::<u64>()
-            .create("threads_per_rank")?
-            .write_scalar(&(self.threads as u64))?;
-        f.new_attr::<u64>()
-            .create("runs_in_flight")?
-            .write_scalar(&(self.runs_in_flight as u64))?;
-        write_str(f, "hejob_version", env!("CARGO_PKG_VERSION"))?;
-        write_str(f, "hejob_build", env!("HEJOB_BUILD"))?;
-        write_str(f, "start_time", &self.start)?;
-        write_str(f, "end_time", &self.end)?;
         let prov = f.create_group("provenance")?;
         for (k, v) in &self.model.provenance {
             write_str(&prov, k, v)?;

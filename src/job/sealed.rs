@@ -9,6 +9,7 @@ use hdf5::types::VarLenArray;
 use md5::{Digest, Md5};
 
 use super::checkpoint::Entry;
+use super::results::JobRun;
 use super::JobError;
 use crate::data::checksums::hex;
 use crate::he::infer::RunOutput;
@@ -113,17 +114,10 @@ pub fn resume(entries: Vec<Entry>, runs: &[Vec<usize>]) -> BTreeMap<usize, Seale
 
 /// Everything a private-mode result file holds.
 pub struct SealedResult<'a> {
-    pub job_text: &'a str,
-    pub fingerprint: &'a str,
-    pub model_path: &'a Path,
+    pub job: &'a JobRun,
     pub plan: &'a Plan,
     /// The key pair the outputs are encrypted under.
     pub key_id: &'a str,
-    pub ranks: usize,
-    pub threads: usize,
-    pub runs_in_flight: usize,
-    pub start: String,
-    pub end: String,
     /// Every run, in the order of the inputs file.
     pub runs: &'a [SealedRun],
 }
@@ -137,32 +131,20 @@ impl SealedResult<'_> {
     fn write_to(&self, f: &hdf5::File) -> Result<(), String> {
         let e = |e: hdf5::Error| e.to_string();
         let plan = serde_json::to_string(self.plan).map_err(|e| e.to_string())?;
+        self.job.write_attrs(f).map_err(e)?;
         for (name, value) in [
             ("format", FORMAT),
-            ("job_toml", self.job_text),
-            ("fingerprint", self.fingerprint),
-            ("model", &self.model_path.display().to_string()),
             ("packing", &self.plan.packing.to_string()),
             ("key_id", self.key_id),
             ("plan", &plan),
             ("plan_digest", &self.plan.digest()),
-            ("hejob_version", env!("CARGO_PKG_VERSION")),
-            ("start_time", &self.start),
-            ("end_time", &self.end),
         ] {
             write_str(f, name, value).map_err(e)?;
         }
-        for (name, value) in [
-            ("format_version", VERSION),
-            ("ranks", self.ranks as u64),
-            ("threads_per_rank", self.threads as u64),
-            ("runs_in_flight", self.runs_in_flight as u64),
-        ] {
-            f.new_attr::<u64>()
-                .create(name)
-                .and_then(|a| a.write_scalar(&value))
-                .map_err(e)?;
-        }
+        f.new_attr::<u64>()
+            .create("format_version")
+            .and_then(|a| a.write_scalar(&VERSION))
+            .map_err(e)?;
         let ranks: Vec<u64> = self.runs.iter().map(|r| r.rank as u64).collect();
         f.new_dataset_builder()
             .with_data(&ranks[..])
@@ -187,17 +169,10 @@ impl SealedResult<'_> {
 
 /// A private-mode result file, opened on the key owner's machine.
 pub struct Sealed {
-    pub job_text: String,
-    pub fingerprint: String,
-    pub model: PathBuf,
+    pub job: JobRun,
     pub key_id: String,
     /// [`Plan::digest`] of the plan the runs were evaluated under.
     pub plan_digest: String,
-    pub ranks: usize,
-    pub threads: usize,
-    pub runs_in_flight: usize,
-    pub start: String,
-    pub end: String,
     /// The rank that evaluated each run.
     pub run_ranks: Vec<usize>,
     outputs: hdf5::Dataset,
@@ -221,16 +196,9 @@ impl Sealed {
         }
         let string = |name: &str| read_str(&f, name).map_err(|e| e.to_string());
         Ok(Self {
-            job_text: string("job_toml")?,
-            fingerprint: string("fingerprint")?,
-            model: PathBuf::from(string("model")?),
+            job: JobRun::read_attrs(&f)?,
             key_id: string("key_id")?,
             plan_digest: string("plan_digest")?,
-            ranks: number("ranks")?,
-            threads: number("threads_per_rank")?,
-            runs_in_flight: number("runs_in_flight")?,
-            start: string("start_time")?,
-            end: string("end_time")?,
             run_ranks: f
                 .dataset("rank")
                 .and_then(|d| d.read_raw::<u64>())

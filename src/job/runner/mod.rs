@@ -344,16 +344,9 @@ impl Ctx<'_> {
         runs.retain(|(imgs, _)| in_range(imgs));
         let evaluations: Vec<Evaluation> = runs.into_iter().map(|(_, e)| e).collect();
         let result = JobResult {
-            job_text: &self.job.text,
-            fingerprint: self.fingerprint,
-            model_path: &self.job.file.model,
+            job: &self.job_run(start, flights),
             model: self.model,
             plan: &plan,
-            ranks: self.world.size(),
-            threads: self.job.threads,
-            runs_in_flight: flights,
-            start: results::utc(start),
-            end: results::utc(SystemTime::now()),
             records: &records,
             runs: &evaluations,
         };
@@ -431,16 +424,9 @@ impl Ctx<'_> {
         };
         let runs: Vec<SealedRun> = done.into_values().collect();
         let result = SealedResult {
-            job_text: &self.job.text,
-            fingerprint: self.fingerprint,
-            model_path: &self.job.file.model,
+            job: &self.job_run(start, flights),
             plan: &plan,
             key_id: &manifest.key_id,
-            ranks: self.world.size(),
-            threads: self.job.threads,
-            runs_in_flight: flights,
-            start: results::utc(start),
-            end: results::utc(SystemTime::now()),
             runs: &runs,
         };
         result.write(&self.job.file.output)?;
@@ -496,6 +482,20 @@ impl Ctx<'_> {
             &keys.public,
             keys.evaluation,
         )?)
+    }
+
+    /// Rank 0: this job as its result file records it, started at `start` and ending now.
+    fn job_run(&self, start: SystemTime, runs_in_flight: usize) -> results::JobRun {
+        results::JobRun {
+            job_text: self.job.text.clone(),
+            fingerprint: self.fingerprint.to_string(),
+            model_path: self.job.file.model.clone(),
+            ranks: self.world.size(),
+            threads: self.job.threads,
+            runs_in_flight,
+            start: results::utc(start),
+            end: results::utc(SystemTime::now()),
+        }
     }
 
     /// Rank 0, when the job cannot start: tells the other ranks why (they wait for the set-up)
