@@ -217,8 +217,14 @@ fn write_file(
                 cts.len()
             )));
         }
-        bytes += cts.iter().map(|c| c.len() as u64).sum::<u64>();
-        let rows: Vec<VarLenArray<u8>> = cts.iter().map(|c| VarLenArray::from_slice(c)).collect();
+        // each ciphertext's bytes freed as soon as they are copied into the row HDF5 writes
+        let rows: Vec<VarLenArray<u8>> = cts
+            .into_iter()
+            .map(|c| {
+                bytes += c.len() as u64;
+                VarLenArray::from_slice(&c)
+            })
+            .collect();
         write
             .time(|| ds.write_slice(&rows, r * per_run..(r + 1) * per_run))
             .map_err(|e| fail(&e))?;
