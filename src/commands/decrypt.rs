@@ -57,13 +57,14 @@ pub fn run(a: DecryptArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
+    // the test images to compare with, or (without them) the new file for the HE predictions
     let images = match model
         .dataset
         .load_test(&data::resolve_dir(a.data_dir.as_deref()))
     {
-        Ok(images) => Some(images),
+        Ok(images) => Ok(images),
         Err(DataError::Missing { path, .. }) => {
-            let Some(out) = &a.out else {
+            let Some(out) = a.out.as_deref() else {
                 return Err(at(
                     &path,
                     "is missing, and without the test set hejob decrypt writes the HE \
@@ -78,7 +79,7 @@ pub fn run(a: DecryptArgs) -> Result<(), Error> {
                 path.display(),
                 out.display()
             );
-            None
+            Err(out)
         }
         Err(e) => return Err(e.into()),
     };
@@ -92,19 +93,18 @@ pub fn run(a: DecryptArgs) -> Result<(), Error> {
             .map_err(|e| at(&a.result, e.to_string()))?;
         let he = owner.decrypt(&run)?;
         match &images {
-            Some(images) => records.extend(
+            Ok(images) => records.extend(
                 owner
                     .compare(images, &run, he)
                     .into_iter()
                     .map(|r| (rank, r)),
             ),
-            None => predictions.extend(run.images.iter().copied().zip(he)),
+            Err(_) => predictions.extend(run.images.iter().copied().zip(he)),
         }
         runs.push(run.evaluation);
     }
-    if images.is_none() {
+    if let Err(out) = images {
         predictions.sort_by_key(|(index, _)| *index);
-        let out = a.out.as_deref().expect("checked above");
         Predictions {
             sealed: &sealed,
             packing: manifest.packing,

@@ -64,14 +64,9 @@ impl JobRun {
 
     /// Reads what [`JobRun::write_attrs`] wrote.
     pub(crate) fn read_attrs(f: &hdf5::File) -> Result<Self, String> {
-        use crate::model::file::read_str;
+        use crate::model::file::{read_str, read_u64};
         let string = |name: &str| read_str(f, name).map_err(|e| e.to_string());
-        let number = |name: &str| -> Result<usize, String> {
-            f.attr(name)
-                .and_then(|a| a.read_scalar::<u64>())
-                .map(|v| v as usize)
-                .map_err(|_| format!("unreadable attribute '{name}'"))
-        };
+        let number = |name: &str| read_u64(f, name).map(|v| v as usize);
         Ok(Self {
             job_text: string("job_toml")?,
             fingerprint: string("fingerprint")?,

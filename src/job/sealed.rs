@@ -14,7 +14,7 @@ use super::JobError;
 use crate::data::checksums::hex;
 use crate::he::infer::RunOutput;
 use crate::he::plan::Plan;
-use crate::model::file::{open_as, read_str, write_str};
+use crate::model::file::{open_as, read_str, read_u64, write_str};
 
 /// The `format` of a result file that holds encrypted outputs.
 pub const FORMAT: &str = "hejob-sealed-result";
@@ -182,16 +182,10 @@ impl Sealed {
     /// Opens `path`; what it is, in words, when it is not a private-mode result file.
     pub fn open(path: &Path) -> Result<Self, String> {
         let f = open_as(path, FORMAT).map_err(|what| format!("it is {what}"))?;
-        let number = |name: &str| -> Result<usize, String> {
-            f.attr(name)
-                .and_then(|a| a.read_scalar::<u64>())
-                .map(|v| v as usize)
-                .map_err(|_| format!("unreadable attribute '{name}'"))
-        };
-        if number("format_version")? != VERSION as usize {
+        let version = read_u64(&f, "format_version")?;
+        if version != VERSION {
             return Err(format!(
-                "encrypted result layout version {}; this hejob reads version {VERSION}",
-                number("format_version")?
+                "encrypted result layout version {version}; this hejob reads version {VERSION}"
             ));
         }
         let string = |name: &str| read_str(&f, name).map_err(|e| e.to_string());

@@ -350,6 +350,13 @@ pub(crate) fn write_str(loc: &Location, name: &str, value: &str) -> hdf5::Result
         .write_scalar(&v)
 }
 
+/// An unsigned integer attribute, or what is wrong with it in words.
+pub(crate) fn read_u64(loc: &Location, name: &str) -> Result<u64, String> {
+    loc.attr(name)
+        .and_then(|a| a.read_scalar::<u64>())
+        .map_err(|_| format!("unreadable attribute '{name}'"))
+}
+
 /// A string attribute, whether h5py wrote it variable-length (the default for `str`) or
 /// fixed-length (`numpy.bytes_`).
 pub(crate) fn read_str(loc: &Location, name: &str) -> R<String> {

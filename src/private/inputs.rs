@@ -14,7 +14,7 @@ use crate::he::exec::level_scales;
 use crate::he::packing::{self, PackingId};
 use crate::he::plan::Plan;
 use crate::he::{plan, HeError, Network};
-use crate::model::file::{read_str, write_str};
+use crate::model::file::{read_str, read_u64, write_str};
 use crate::model::Model;
 use crate::seal::{Ciphertext, Client, Context};
 
@@ -260,11 +260,7 @@ impl Inputs {
         if format != FORMAT {
             return Err(fail(&format!("holds {format}, not encrypted inputs")));
         }
-        let number = |name: &str| -> Result<u64, KeysError> {
-            f.attr(name)
-                .and_then(|a| a.read_scalar::<u64>())
-                .map_err(|_| fail(&format!("unreadable attribute '{name}'")))
-        };
+        let number = |name: &str| read_u64(&f, name).map_err(|e| fail(&e));
         let version = number("format_version")?;
         if version != VERSION {
             return Err(fail(&format!(

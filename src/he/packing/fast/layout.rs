@@ -402,24 +402,21 @@ impl Input {
         // the value of input channel c at plane position (y, x)
         let pixel = |c: usize, y: usize, x: usize| -> f64 {
             let (y, x) = (y as isize, x as isize);
-            let Some(conv) = first else {
-                return at(c, y, x);
-            };
-            let stride = conv.stride as isize;
-            match self.form {
-                Form::Image => at(c, y, x),
-                Form::Im2col => {
+            match (self.form, first) {
+                (Form::Im2col, Some(conv)) => {
                     let (i, k) = (c / (conv.kh * conv.kw), c % (conv.kh * conv.kw));
-                    let pad = conv.padding as isize;
+                    let (stride, pad) = (conv.stride as isize, conv.padding as isize);
                     let ky = (k / conv.kw) as isize;
                     let kx = (k % conv.kw) as isize;
                     at(i, y * stride + ky - pad, x * stride + kx - pad)
                 }
-                Form::Phases => {
+                (Form::Phases, Some(conv)) => {
                     let s2 = conv.stride * conv.stride;
                     let (i, a, b) = (c / s2, (c % s2) / conv.stride, c % conv.stride);
+                    let stride = conv.stride as isize;
                     at(i, y * stride + a as isize, x * stride + b as isize)
                 }
+                _ => at(c, y, x),
             }
         };
         (0..planes.cts.len())
