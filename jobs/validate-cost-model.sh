@@ -9,6 +9,7 @@
 #   jobs/validate-cost-model.sh [LAYOUT…]   # LAYOUT: RANKS:THREADS:RUNS_IN_FLIGHT
 #                                           # (default 1:1:1 1:2:1 1:2:2 2:1:1)
 #   CASES="mnist 3layer-swish-rg7-deg4 channel-fast 16;…"  HEJOB=binary  COSTS=bench-ops.json
+#   STAGES=1: after each row, each stage's seconds per run, predicted / measured
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hejob=${HEJOB:-target/release/hejob}
@@ -43,7 +44,7 @@ for case in "${cases[@]}"; do
         end=$(date +%s.%N)
         python3 - "$result" "$out/log" "$out/prediction.json" "$start" "$end" "$dataset" "$net" \
             "$packing" "$n" "$ranks" "$threads" "$flights" <<'PY'
-import json, re, sys
+import json, os, re, sys
 import h5py
 result, log, prediction, start, end, dataset, net, packing, n, ranks, threads, flights = sys.argv[1:]
 p = json.load(open(prediction))["prediction"]
@@ -58,6 +59,15 @@ row = [dataset, net, packing, n, f"{ranks} × {threads} × {flights}",
        f"{p['wall_s']:.0f} / {wall:.0f}",
        f"{p['peak_rss_gb'] * int(ranks):.2f} / {peak:.2f}"]
 print("| " + " | ".join(row) + " |", flush=True)
+if os.environ.get("STAGES"):
+    with h5py.File(result) as f:
+        names = [x.decode() if isinstance(x, bytes) else x for x in f["stages/name"][:]]
+        seconds = f["stages/seconds"][:]
+    runs = -(-int(n) // p["images_per_run"])
+    measured = dict(zip(names, seconds / runs))
+    print("  stages: " + ", ".join(
+        f"{s['name']} {s['latency_s']:.3f} / {measured.get(s['name'], float('nan')):.3f}"
+        for s in p["stages"]), flush=True)
 PY
         rm -f "$result"
         rm -rf "$result.checkpoint" "$result.lock"

@@ -472,6 +472,18 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     assert!(close(one.wall_s, 10.0 * (switches + inputs * 2e-3)));
     assert!(close(one.images_per_s, 10.0 / one.wall_s));
     assert_eq!((one.runs_in_flight, one.threads_per_run), (1, 1));
+    // each stage: its own key switches, and together the latency
+    assert_eq!(one.stages.len(), p.layers.len());
+    for (s, layer) in one.stages.iter().zip(&p.layers) {
+        assert_eq!(s.name, layer.name);
+        let own = (layer.counts.rotation - layer.counts.rotation_zero) as f64 / 1e3;
+        assert!(
+            close(s.latency_s, own),
+            "{}: {} vs {own}",
+            s.name,
+            s.latency_s
+        );
+    }
     // two threads: one run on both, or two runs on one each, whichever is sooner
     let two = predict(&p, &net, &costs, &layout(2, u64::MAX, Flight::Auto)).unwrap();
     let [a, b] = &two.choices[..] else {
@@ -484,6 +496,12 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     assert!(close(b.rank_s, 5.0 * (switches + inputs * 2e-3)));
     let best = if a.rank_s <= b.rank_s { a } else { b };
     assert_eq!(two.runs_in_flight, best.runs_in_flight);
+    let staged: f64 = two.stages.iter().map(|s| s.latency_s).sum();
+    assert!(
+        close(staged, two.latency_s),
+        "{staged} vs {}",
+        two.latency_s
+    );
     assert!(b.peak_rss_gb > a.peak_rss_gb);
     // a budget that holds nothing: one run, said not to fit
     let tight = predict(&p, &net, &costs, &layout(2, 1, Flight::Auto)).unwrap();

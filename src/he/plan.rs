@@ -6,10 +6,10 @@
 use serde::Serialize;
 
 use super::cost::trace::{self, Timing};
-use super::cost::OpCosts;
+use super::cost::{OpCosts, StageTime};
 use super::counts::{OpCounts, OpTally};
 use super::exec::{Exec, Symbolic};
-use super::packing::{Packing, PackingId, StageLog};
+use super::packing::{Packing, PackingId, Stage, StageLog};
 use super::{HeError, Network};
 use crate::seal::CkksParams;
 
@@ -172,7 +172,14 @@ pub fn plan(packing: PackingId, net: &Network, scale_bits: Option<u32>) -> Resul
             input_ciphertexts: packing.input_count(net, slots),
             rotation_steps: run.steps.clone(),
             totals: run.stages.iter().map(|s| s.counts).sum(),
-            layers: run.stages,
+            layers: run
+                .stages
+                .into_iter()
+                .map(|s| StagePlan {
+                    name: s.name,
+                    counts: s.counts,
+                })
+                .collect(),
             logit_tolerance: tolerance(scale_bits, packing.noise_gain(net, slots)),
             memory: MemoryEstimate {
                 evaluation_peak_bytes: run.peak_bytes,
@@ -259,20 +266,28 @@ pub fn tolerance(scale_bits: u32, gain: f64) -> f64 {
 }
 
 /// The modelled time of one run of `plan` (of `net`) on `threads` threads while `others`
-/// threads of the node work on other runs, with every operation charged its cost in `costs`.
+/// threads of the node work on other runs, with every operation charged its cost in `costs`,
+/// and each stage's share of it.
 pub fn run_timing(
     plan: &Plan,
     net: &Network,
     costs: &OpCosts,
     threads: usize,
     others: usize,
-) -> Result<Timing, HeError> {
+) -> Result<(Timing, Vec<StageTime>), HeError> {
     let n = plan.params.poly_modulus_degree;
     let (run, timing) = trace::measure(costs, n, threads, others, || {
         symbolic(plan.packing, net, plan.slots, plan.depth)
     })?;
-    run?;
-    Ok(timing)
+    let stages = run?
+        .stages
+        .into_iter()
+        .map(|s| StageTime {
+            name: s.name,
+            latency_s: s.seconds,
+        })
+        .collect();
+    Ok((timing, stages))
 }
 
 /// The peak bytes of ciphertexts and plaintexts of one run of `plan` on `threads` threads (a
@@ -289,7 +304,7 @@ struct SymbolicRun {
     stored: (usize, u64),
     out_level: usize,
     steps: Vec<i64>,
-    stages: Vec<StagePlan>,
+    stages: Vec<Stage>,
 }
 
 fn symbolic(
@@ -305,14 +320,7 @@ fn symbolic(
         .collect();
     let mut log = StageLog::new(&exec);
     let out = packing.evaluate(&exec, net, input, &mut log);
-    let stages: Vec<StagePlan> = log
-        .into_stages()
-        .into_iter()
-        .map(|s| StagePlan {
-            name: s.name,
-            counts: s.counts,
-        })
-        .collect();
+    let stages = log.into_stages();
     let out = out?;
     let sym = exec.backend();
     Ok(SymbolicRun {

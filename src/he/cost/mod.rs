@@ -113,6 +113,13 @@ pub struct Choice {
     pub fits: bool,
 }
 
+/// One stage of a run (a layer, or layers evaluated together) and its modelled seconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageTime {
+    pub name: String,
+    pub latency_s: f64,
+}
+
 /// What the model predicts for a layout.
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
@@ -143,6 +150,8 @@ pub struct Prediction {
     pub memory_budget_gb: f64,
     /// Every number of runs in flight considered.
     pub choices: Vec<Choice>,
+    /// The stages of one run of the chosen layout: together, its latency.
+    pub stages: Vec<StageTime>,
     /// Where the operation costs come from.
     pub costs: String,
 }
@@ -171,19 +180,19 @@ pub fn predict(
         Flight::Auto => (1..=threads).map(|t| (threads / t).min(runs)).collect(),
         Flight::Fixed(f) => [f.clamp(1, threads)].into(),
     };
-    let mut by_share: std::collections::BTreeMap<usize, (trace::Timing, u64)> = Default::default();
+    type Known = (trace::Timing, Vec<StageTime>, u64);
+    let mut by_share: std::collections::BTreeMap<usize, Known> = Default::default();
     let mut choices = Vec::new();
     for flights in candidates {
         let t = threads / flights;
         let others = node_threads - t;
-        let (timing, run_peak) = match by_share.get(&t) {
-            Some(&known) => known,
-            None => {
-                let known = (
-                    plan::run_timing(plan, net, costs, t, others)?,
-                    plan::run_peak_bytes(plan, net, t)?,
-                );
-                *by_share.entry(t).or_insert(known)
+        let (timing, run_peak) = match by_share.entry(t) {
+            std::collections::btree_map::Entry::Occupied(known) => (known.get().0, known.get().2),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let (timing, stages) = plan::run_timing(plan, net, costs, t, others)?;
+                let peak = plan::run_peak_bytes(plan, net, t)?;
+                slot.insert((timing, stages, peak));
+                (timing, peak)
             }
         };
         let at_work = others + plan.input_ciphertexts.min(t);
@@ -212,7 +221,7 @@ pub fn predict(
     let store_setup = by_share
         .values()
         .next()
-        .map_or(0.0, |(t, _)| t.setup / threads as f64);
+        .map_or(0.0, |(t, _, _)| t.setup / threads as f64);
     // every rank but the first loads the keys rank 0 serializes, piece by piece: rank 0
     // serializes a piece while the others load the one before, so the two halves overlap
     let transfer = match ranks {
@@ -249,6 +258,10 @@ pub fn predict(
         images: layout.images,
         images_per_run: plan.images_per_run,
         memory_budget_gb: layout.memory_bytes as f64 / 1e9,
+        stages: by_share
+            .remove(&best.threads_per_run)
+            .map(|(_, stages, _)| stages)
+            .unwrap_or_default(),
         choices,
         costs: costs.source.to_string(),
     })
@@ -289,6 +302,12 @@ pub fn describe(p: &Prediction) -> String {
         p.peak_rss_gb,
         p.memory_budget_gb
     );
+    let stages: Vec<String> = p
+        .stages
+        .iter()
+        .map(|s| format!("{} {}", s.name, duration(s.latency_s)))
+        .collect();
+    out += &format!("  one run by stage: {}\n", stages.join(", "));
     out += "\n| runs in flight | threads per run | latency per run | rank's share | peak GB | fits |\n";
     out += "|---:|---:|---:|---:|---:|---|\n";
     for c in &p.choices {

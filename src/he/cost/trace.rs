@@ -94,6 +94,12 @@ pub fn active() -> bool {
     TRACE.with(|t| t.borrow().is_some())
 }
 
+/// The modelled seconds of the current task so far, while a trace is active: at the top of an
+/// evaluation, the time since it began.
+pub fn now() -> Option<f64> {
+    TRACE.with(|t| t.borrow().as_ref().map(|t| top(&t.frames).seconds))
+}
+
 /// The threads the current task may use, while a trace is active.
 pub fn threads() -> Option<usize> {
     TRACE.with(|t| t.borrow().as_ref().map(|t| top(&t.frames).threads))

@@ -10,9 +10,7 @@
 //! ([`Exec::dot_scalars`]), bit for bit the products and sums it replaces, at a fraction of
 //! their memory traffic.
 
-use std::time::Instant;
-
-use super::{affine, dense_flat, Packing, Stage, StageLog};
+use super::{affine, dense_flat, Clock, Packing, Stage, StageLog};
 use crate::he::activation;
 use crate::he::counts::OpTally;
 use crate::he::exec::{Backend, Exec};
@@ -328,7 +326,7 @@ impl<'n, B: Backend> ConvStage<'n, B> {
             arrived.push((self.received, self.source.next_row(exec)?));
             self.received += 1;
         }
-        let (before, start) = (exec.tally(), Instant::now());
+        let (before, start) = (exec.tally(), Clock::start());
         for (y, row) in arrived {
             let cells: Vec<B::Ct> = row.into_iter().flatten().collect();
             let raw = par_each(cells, |ct, _| exec.to_raw(ct))?;
@@ -365,7 +363,7 @@ impl<'n, B: Backend> ConvStage<'n, B> {
         }
         self.next_out += 1;
         self.counts += exec.tally() - before;
-        self.seconds += start.elapsed().as_secs_f64();
+        self.seconds += start.seconds();
         let level = exec.memory_log_level();
         if log::log_enabled!(level) {
             log::log!(

@@ -206,10 +206,36 @@ pub struct Stage {
     pub seconds: f64,
 }
 
+/// A stopwatch for stages: wall time, or the modelled time while a cost trace is active (the
+/// cost model's per-stage prediction).
+#[derive(Clone, Copy)]
+pub(crate) enum Clock {
+    Wall(Instant),
+    Modelled(f64),
+}
+
+impl Clock {
+    /// Started now.
+    pub(crate) fn start() -> Self {
+        match crate::he::cost::trace::now() {
+            Some(s) => Clock::Modelled(s),
+            None => Clock::Wall(Instant::now()),
+        }
+    }
+
+    /// Seconds since it started.
+    pub(crate) fn seconds(self) -> f64 {
+        match self {
+            Clock::Wall(t) => t.elapsed().as_secs_f64(),
+            Clock::Modelled(s) => crate::he::cost::trace::now().map_or(0.0, |now| now - s),
+        }
+    }
+}
+
 /// The stages of one evaluation as a packing reports them: each one's name, the operations
-/// counted during it and its wall time.
+/// counted during it and its wall time (modelled under a cost trace).
 pub struct StageLog {
-    last: (OpTally, Instant),
+    last: (OpTally, Clock),
     stages: Vec<Stage>,
 }
 
@@ -217,7 +243,7 @@ impl StageLog {
     /// A log whose first stage starts now.
     pub fn new<B: Backend>(exec: &Exec<B>) -> Self {
         Self {
-            last: (exec.tally(), Instant::now()),
+            last: (exec.tally(), Clock::start()),
             stages: Vec::new(),
         }
     }
@@ -228,16 +254,16 @@ impl StageLog {
         self.stages.push(Stage {
             name: name.to_string(),
             counts: now - self.last.0,
-            seconds: self.last.1.elapsed().as_secs_f64(),
+            seconds: self.last.1.seconds(),
         });
-        self.last = (now, Instant::now());
+        self.last = (now, Clock::start());
     }
 
     /// Stages that ran interleaved, each measured by the packing itself; together they are
     /// everything since the last report.
     pub fn interleaved<B: Backend>(&mut self, exec: &Exec<B>, stages: Vec<Stage>) {
         self.stages.extend(stages);
-        self.last = (exec.tally(), Instant::now());
+        self.last = (exec.tally(), Clock::start());
     }
 
     /// The stages reported, in order.
