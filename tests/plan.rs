@@ -428,7 +428,7 @@ fn plan_command_prints_the_json_contract() {
 #[test]
 fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     use hejob::he::cost::table::{Curve, OPS};
-    use hejob::he::cost::{predict, Flight, Layout, Op, OpCosts, Source};
+    use hejob::he::cost::{predict, Flight, Layout, Op, OpCosts, Source, CROWDED};
     use std::collections::BTreeMap;
     let curve = Curve {
         primes: vec![1, 40],
@@ -503,6 +503,26 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
         two.latency_s
     );
     assert!(b.peak_rss_gb > a.peak_rss_gb);
+    assert!(two.memory_share < 1e-6 && hejob::he::cost::crowding(&two).is_none());
+    // a budget that two runs crowd: they are marked, and when asked for, the prediction warns
+    // with its share
+    let roomy = (a.peak_rss_gb * 1e9 / CROWDED).ceil() as u64 + 1;
+    let asked = predict(&p, &net, &costs, &layout(2, roomy, Flight::Fixed(2))).unwrap();
+    let [c2] = &asked.choices[..] else {
+        panic!("{:?}", asked.choices)
+    };
+    assert!(c2.fits && c2.crowded, "{c2:?}");
+    assert!(close(
+        asked.memory_share,
+        c2.peak_rss_gb * 1e9 / roomy as f64
+    ));
+    let warning = hejob::he::cost::crowding(&asked).expect("crowded");
+    assert!(
+        warning.contains(&format!("{:.0} %", asked.memory_share * 100.0)),
+        "{warning}"
+    );
+    let one = predict(&p, &net, &costs, &layout(2, roomy, Flight::Fixed(1))).unwrap();
+    assert!(!one.choices[0].crowded && hejob::he::cost::crowding(&one).is_none());
     // a budget that holds nothing: one run, said not to fit
     let tight = predict(&p, &net, &costs, &layout(2, 1, Flight::Auto)).unwrap();
     assert_eq!(tight.runs_in_flight, 1);

@@ -17,6 +17,12 @@ use super::{HeError, Network};
 /// (measured: the peak of a 1-image MNIST job less its keys and run).
 pub const BASE_BYTES: u64 = 150_000_000;
 
+/// The share of its memory budget above which a rank is crowded: on this project's 24 GB
+/// machine, a job holding 81 % of its memory once set up in four times its predicted time, the
+/// kernel finding pages for it, and in the predicted time on another day (docs/BENCHMARKS.md).
+/// The model has no term for that; a prediction above this share warns of it.
+pub const CROWDED: f64 = 0.75;
+
 /// How many runs a rank keeps in flight: `"auto"` or a number, in a job file and on the
 /// command line alike.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -111,6 +117,8 @@ pub struct Choice {
     pub peak_rss_gb: f64,
     /// Whether its memory fits the budget.
     pub fits: bool,
+    /// Whether its memory is above [`CROWDED`] of the budget.
+    pub crowded: bool,
 }
 
 /// One stage of a run (a layer, or layers evaluated together) and its modelled seconds.
@@ -140,6 +148,9 @@ pub struct Prediction {
     /// (serialized and loaded), and weight plaintexts encoded.
     pub setup_s: f64,
     pub peak_rss_gb: f64,
+    /// The peak's share of the memory budget; above [`CROWDED`], the set-up can take several
+    /// times its prediction.
+    pub memory_share: f64,
     pub runs_in_flight: usize,
     pub threads_per_run: usize,
     pub threads: usize,
@@ -207,6 +218,7 @@ pub fn predict(
             rank_s: runs.div_ceil(flights) as f64 * (timing.seconds + encrypt_s),
             peak_rss_gb: peak as f64 / 1e9,
             fits: peak <= layout.memory_bytes,
+            crowded: peak as f64 > CROWDED * layout.memory_bytes as f64,
         });
     }
     // the soonest that fits; one run in flight when none does (or the number asked for)
@@ -250,6 +262,7 @@ pub fn predict(
         wall_s: setup_s + skew + best.rank_s,
         setup_s,
         peak_rss_gb: best.peak_rss_gb,
+        memory_share: best.peak_rss_gb * 1e9 / layout.memory_bytes as f64,
         runs_in_flight: best.runs_in_flight,
         threads_per_run: best.threads_per_run,
         threads,
@@ -276,6 +289,20 @@ pub fn duration(s: f64) -> String {
         s if s < 172_800.0 => format!("{:.1} h", s / 3600.0),
         s => format!("{:.1} d", s / 86_400.0),
     }
+}
+
+/// What a prediction whose peak crowds its budget warns of; `None` below [`CROWDED`].
+pub fn crowding(p: &Prediction) -> Option<String> {
+    (p.memory_share > CROWDED).then(|| {
+        format!(
+            "the peak is {:.0} % of the memory budget; above {:.0} % the set-up has taken \
+             up to four times its predicted {} (the kernel finding pages), so leave room or \
+             expect a longer start",
+            p.memory_share * 100.0,
+            CROWDED * 100.0,
+            duration(p.setup_s)
+        )
+    })
 }
 
 /// The prediction in words and a table of the runs-in-flight choices.
@@ -308,6 +335,9 @@ pub fn describe(p: &Prediction) -> String {
         .map(|s| format!("{} {}", s.name, duration(s.latency_s)))
         .collect();
     out += &format!("  one run by stage: {}\n", stages.join(", "));
+    if let Some(warning) = crowding(p) {
+        out += &format!("  warning: {warning}\n");
+    }
     out += "\n| runs in flight | threads per run | latency per run | rank's share | peak GB | fits |\n";
     out += "|---:|---:|---:|---:|---:|---|\n";
     for c in &p.choices {
@@ -318,7 +348,11 @@ pub fn describe(p: &Prediction) -> String {
             duration(c.latency_s),
             duration(c.rank_s),
             c.peak_rss_gb,
-            if c.fits { "yes" } else { "no" }
+            match (c.fits, c.crowded) {
+                (false, _) => "no",
+                (true, true) => "crowded",
+                (true, false) => "yes",
+            }
         );
     }
     out

@@ -537,6 +537,9 @@ impl Ctx<'_> {
             p.memory_budget_gb,
             self.job.memory.1
         );
+        if let Some(warning) = cost::crowding(&p) {
+            log::warn!("{warning}");
+        }
         Ok(p.runs_in_flight)
     }
 
