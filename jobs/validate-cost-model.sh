@@ -66,7 +66,7 @@ if os.environ.get("STAGES"):
     runs = -(-int(n) // p["images_per_run"])
     measured = dict(zip(names, seconds / runs))
     print("  stages: " + ", ".join(
-        f"{s['name']} {s['latency_s']:.3f} / {measured.get(s['name'], float('nan')):.3f}"
+        f"{s['name']} {s['seconds']:.3f} / {measured.get(s['name'], float('nan')):.3f}"
         for s in p["stages"]), flush=True)
 PY
         rm -f "$result"

@@ -475,14 +475,9 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     // each stage: its own key switches, and together the latency
     assert_eq!(one.stages.len(), p.layers.len());
     for (s, layer) in one.stages.iter().zip(&p.layers) {
-        assert_eq!(s.name, layer.name);
+        assert_eq!((&s.name, s.counts), (&layer.name, layer.counts));
         let own = (layer.counts.rotation - layer.counts.rotation_zero) as f64 / 1e3;
-        assert!(
-            close(s.latency_s, own),
-            "{}: {} vs {own}",
-            s.name,
-            s.latency_s
-        );
+        assert!(close(s.seconds, own), "{}: {} vs {own}", s.name, s.seconds);
     }
     // two threads: one run on both, or two runs on one each, whichever is sooner
     let two = predict(&p, &net, &costs, &layout(2, u64::MAX, Flight::Auto)).unwrap();
@@ -496,7 +491,7 @@ fn the_cost_model_by_hand_on_rotations_and_encryptions_alone() {
     assert!(close(b.rank_s, 5.0 * (switches + inputs * 2e-3)));
     let best = if a.rank_s <= b.rank_s { a } else { b };
     assert_eq!(two.runs_in_flight, best.runs_in_flight);
-    let staged: f64 = two.stages.iter().map(|s| s.latency_s).sum();
+    let staged: f64 = two.stages.iter().map(|s| s.seconds).sum();
     assert!(
         close(staged, two.latency_s),
         "{staged} vs {}",

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::cost::trace::{self, Timing};
-use super::cost::{OpCosts, StageTime};
+use super::cost::OpCosts;
 use super::counts::{OpCounts, OpTally};
 use super::exec::{Exec, Symbolic};
 use super::packing::{Packing, PackingId, Stage, StageLog};
@@ -274,20 +274,12 @@ pub fn run_timing(
     costs: &OpCosts,
     threads: usize,
     others: usize,
-) -> Result<(Timing, Vec<StageTime>), HeError> {
+) -> Result<(Timing, Vec<Stage>), HeError> {
     let n = plan.params.poly_modulus_degree;
     let (run, timing) = trace::measure(costs, n, threads, others, || {
         symbolic(plan.packing, net, plan.slots, plan.depth)
     })?;
-    let stages = run?
-        .stages
-        .into_iter()
-        .map(|s| StageTime {
-            name: s.name,
-            latency_s: s.seconds,
-        })
-        .collect();
-    Ok((timing, stages))
+    Ok((timing, run?.stages))
 }
 
 /// The peak bytes of ciphertexts and plaintexts of one run of `plan` on `threads` threads (a

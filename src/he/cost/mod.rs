@@ -10,6 +10,7 @@ pub use table::{CostError, Op, OpCosts, Source};
 
 use serde::{Deserialize, Serialize};
 
+use super::packing::Stage;
 use super::plan::{self, Plan};
 use super::{HeError, Network};
 
@@ -121,13 +122,6 @@ pub struct Choice {
     pub crowded: bool,
 }
 
-/// One stage of a run (a layer, or layers evaluated together) and its modelled seconds.
-#[derive(Clone, Debug, Serialize)]
-pub struct StageTime {
-    pub name: String,
-    pub latency_s: f64,
-}
-
 /// What the model predicts for a layout.
 #[derive(Clone, Debug, Serialize)]
 pub struct Prediction {
@@ -161,8 +155,9 @@ pub struct Prediction {
     pub memory_budget_gb: f64,
     /// Every number of runs in flight considered.
     pub choices: Vec<Choice>,
-    /// The stages of one run of the chosen layout: together, its latency.
-    pub stages: Vec<StageTime>,
+    /// The stages of one run of the chosen layout, each with its operations and modelled
+    /// seconds: together, its latency.
+    pub stages: Vec<Stage>,
     /// Where the operation costs come from.
     pub costs: String,
 }
@@ -191,7 +186,7 @@ pub fn predict(
         Flight::Auto => (1..=threads).map(|t| (threads / t).min(runs)).collect(),
         Flight::Fixed(f) => [f.clamp(1, threads)].into(),
     };
-    type Known = (trace::Timing, Vec<StageTime>, u64);
+    type Known = (trace::Timing, Vec<Stage>, u64);
     let mut by_share: std::collections::BTreeMap<usize, Known> = Default::default();
     let mut choices = Vec::new();
     for flights in candidates {
@@ -332,7 +327,7 @@ pub fn describe(p: &Prediction) -> String {
     let stages: Vec<String> = p
         .stages
         .iter()
-        .map(|s| format!("{} {}", s.name, duration(s.latency_s)))
+        .map(|s| format!("{} {}", s.name, duration(s.seconds)))
         .collect();
     out += &format!("  one run by stage: {}\n", stages.join(", "));
     if let Some(warning) = crowding(p) {
